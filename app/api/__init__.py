@@ -1,0 +1,1 @@
+"""The REST + SSE API for scripts and other clients (../shared/API.md)."""

@@ -1,0 +1,50 @@
+"""One error shape for every API failure: `{"error": {"type", "message"}}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from services import errors
+
+STATUS: list[tuple[type[errors.LanternError], int]] = [
+    (errors.ProviderAuth, 503),
+    (errors.ProviderRateLimited, 429),
+    (errors.ProviderUnavailable, 502),
+    (errors.ProviderBadRequest, 400),
+    (errors.UnknownModel, 400),
+    (errors.BadInput, 400),
+]
+
+
+def error_response(status: int, type_: str, message: str, **extra: Any) -> JSONResponse:
+    """The standard error body."""
+    return JSONResponse({"error": {"type": type_, "message": message, **extra}}, status_code=status)
+
+
+def status_for(exc: errors.LanternError) -> int:
+    """HTTP status of one of our errors."""
+    if exc.kind == "not_found":
+        return 404
+    return next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers."""
+
+    async def lantern_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, errors.LanternError)
+        return error_response(status_for(exc), exc.kind, str(exc))
+
+    async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        fields = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
+                  for e in exc.errors()]
+        summary = "; ".join(f"{f['field'] or 'body'}: {f['message']}" for f in fields)
+        return error_response(422, "validation", f"Invalid request: {summary}", fields=fields)
+
+    app.add_exception_handler(errors.LanternError, lantern_error)
+    app.add_exception_handler(RequestValidationError, validation_error)

@@ -1,0 +1,138 @@
+"""Service, chat, conversation and run routes, per ../shared/API.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
+
+from app import __version__
+from app.api.errors import error_response
+from app.api.schemas import ChatBody
+from app.api.sse import sse_response
+from app.auth import current_user_id
+from app.context import Lantern
+from services.chat import NotFound
+from storage import conversations as conv_repo
+from storage import runs as run_repo
+
+
+def build_router(lantern: Lantern) -> APIRouter:
+    """All API routes, bound to this app's services."""
+    router = APIRouter()
+
+    @router.get("/health")
+    async def health() -> JSONResponse:
+        """Liveness and database reachability."""
+        ok = await lantern.db.ping()
+        body = {"status": "ok" if ok else "degraded", "version": __version__,
+                "database": "ok" if ok else "unreachable"}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @router.get("/api/models")
+    async def models() -> dict[str, Any]:
+        """Every model with availability and why not."""
+        return {"default": lantern.registry.default_model,
+                "models": [vars_of(m) for m in lantern.registry.list_models()]}
+
+    @router.post("/api/chat")
+    async def chat(body: ChatBody) -> dict[str, Any]:
+        """Send messages and wait for the whole reply."""
+        start = await _start_chat(lantern, body)
+        status = await lantern.runs.wait(start.run.id)
+        run = await lantern.db.call(run_repo.get_run, run_id=start.run.id)
+        assert run is not None
+        return {"conversation_id": start.conversation_id, "run_id": run.id, "trace_id": run.trace_id,
+                "status": status, "provider": start.provider, "model": start.model,
+                "message": run.result.get("message", {"role": "assistant", "content": ""}),
+                "usage": {"input_tokens": run.input_tokens, "output_tokens": run.output_tokens,
+                          "cost_usd": run.cost_usd},
+                **({"error": {"type": "provider_error", "message": run.error}} if run.error else {})}
+
+    @router.post("/api/chat/stream")
+    async def chat_stream(body: ChatBody) -> Response:
+        """Send messages and stream the reply as SSE; the run goes on if the client leaves."""
+        start = await _start_chat(lantern, body)
+        response = sse_response(lantern.runs.subscribe(start.run.id))
+        response.headers["X-Run-Id"] = start.run.id
+        response.headers["X-Conversation-Id"] = start.conversation_id
+        return response
+
+    @router.get("/api/conversations")
+    async def conversations(q: str = "", limit: int = Query(50, ge=1, le=500),
+                            offset: int = Query(0, ge=0)) -> dict[str, Any]:
+        """The user's conversations, newest first; `q` searches titles and messages."""
+        items, total = await lantern.db.call(conv_repo.list_conversations, user_id=current_user_id(),
+                                             q=q, limit=limit, offset=offset)
+        return {"items": items, "total": total}
+
+    @router.get("/api/conversations/{conversation_id}")
+    async def conversation(conversation_id: str) -> dict[str, Any]:
+        """A conversation with its messages in order."""
+        found = await lantern.db.call(_conversation_with_messages, conversation_id=conversation_id,
+                                      user_id=current_user_id())
+        if found is None:
+            raise NotFound(f"No conversation {conversation_id}")
+        return found
+
+    @router.delete("/api/conversations/{conversation_id}", status_code=204)
+    async def delete_conversation(conversation_id: str) -> Response:
+        """Delete a conversation."""
+        if not await lantern.db.call(conv_repo.delete_conversation, conversation_id=conversation_id,
+                                     user_id=current_user_id()):
+            raise NotFound(f"No conversation {conversation_id}")
+        return Response(status_code=204)
+
+    @router.get("/api/runs/{run_id}")
+    async def run(run_id: str) -> dict[str, Any]:
+        """A run's status, config, timings, usage and result."""
+        found = await lantern.db.call(run_repo.get_run, run_id=run_id, user_id=current_user_id())
+        if found is None:
+            raise NotFound(f"No run {run_id}")
+        return found.model_dump(mode="json")
+
+    @router.get("/api/runs/{run_id}/events")
+    async def run_events(run_id: str, last_event_id: str | None = Header(None)) -> Response:
+        """Replay then follow a run as SSE, resuming after `Last-Event-ID`."""
+        if await lantern.db.call(run_repo.get_run, run_id=run_id, user_id=current_user_id()) is None:
+            raise NotFound(f"No run {run_id}")
+        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        return sse_response(lantern.runs.subscribe(run_id, after=after))
+
+    @router.post("/api/runs/{run_id}/stop")
+    async def stop(run_id: str) -> Response:
+        """Stop a running run at once; partial output is kept."""
+        found = await lantern.db.call(run_repo.get_run, run_id=run_id, user_id=current_user_id())
+        if found is None:
+            raise NotFound(f"No run {run_id}")
+        if not await lantern.runs.stop(run_id):
+            return error_response(409, "not_running", f"Run {run_id} is {found.status}, not running")
+        return JSONResponse({"status": "stopped"})
+
+    return router
+
+
+async def _start_chat(lantern: Lantern, body: ChatBody) -> Any:
+    """Start a chat reply from an API body."""
+    return await lantern.chat.start(
+        user_id=current_user_id(), messages=[m.model_dump() for m in body.messages], model=body.model,
+        conversation_id=body.conversation_id, system=body.system, temperature=body.temperature,
+        max_tokens=body.max_tokens)
+
+
+def _conversation_with_messages(session: Any, *, conversation_id: str, user_id: str) -> dict[str, Any] | None:
+    """A conversation and its messages as JSON-ready dicts."""
+    conv = conv_repo.get_conversation(session, conversation_id=conversation_id, user_id=user_id)
+    if conv is None:
+        return None
+    messages = conv_repo.list_messages(session, conversation_id=conversation_id)
+    return {**conv.model_dump(mode="json"),
+            "messages": [m.model_dump(mode="json", exclude={"conversation_id"}) for m in messages]}
+
+
+def vars_of(obj: Any) -> dict[str, Any]:
+    """A slotted dataclass as a dict."""
+    from dataclasses import asdict
+
+    return asdict(obj)

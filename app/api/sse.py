@@ -1,0 +1,51 @@
+"""The SSE writer every stream uses: ids, event names, JSON data, keepalive, proxy-safe headers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from fastapi.responses import StreamingResponse
+
+from services.events import Event
+
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+
+
+def sse_response(events: AsyncIterator[tuple[int, Event]], *, keepalive_s: float = 15.0) -> StreamingResponse:
+    """A `text/event-stream` response of numbered events."""
+    return StreamingResponse(sse_frames(events, keepalive_s=keepalive_s),
+                             media_type="text/event-stream", headers=HEADERS)
+
+
+def frame(seq: int, event: Event) -> str:
+    """One SSE frame."""
+    return f"id: {seq}\nevent: {event.type}\ndata: {json.dumps(event.to_data(), ensure_ascii=False)}\n\n"
+
+
+async def sse_frames(events: AsyncIterator[tuple[int, Event]], *, keepalive_s: float) -> AsyncIterator[str]:
+    """Frames as events arrive, and a comment line whenever the stream is quiet for `keepalive_s`."""
+    queue: asyncio.Queue[tuple[int, Event] | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        # A separate task so that waiting with a timeout never cancels the event iterator itself.
+        try:
+            async for item in events:
+                await queue.put(item)
+        finally:
+            await queue.put(None)
+
+    task = asyncio.create_task(pump())
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), keepalive_s)
+            except TimeoutError:
+                yield ": keepalive\n\n"
+                continue
+            if item is None:
+                break
+            yield frame(*item)
+    finally:
+        task.cancel()

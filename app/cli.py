@@ -1,0 +1,61 @@
+"""The `lantern` command and `python -m app`."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from pathlib import Path
+
+from app.settings import Settings
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags; anything not given falls back to settings."""
+    parser = argparse.ArgumentParser(prog="lantern", description="A local-first LLM studio.")
+    parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 8080)")
+    parser.add_argument("--native", action="store_true", help="open in a native desktop window")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    parser.add_argument("--db", metavar="URL", help="database URL (default: SQLite in the data dir)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start the app, or exit non-zero with a one-line reason."""
+    args = parse_args(argv)
+    settings = Settings()
+    if args.db:
+        settings.database_url = args.db
+    if args.host:
+        settings.host = args.host
+    if args.port:
+        settings.port = args.port
+
+    from nicegui import ui
+
+    from app.context import Lantern
+    from app.main import build
+    from storage.engine import DatabaseUnavailable
+
+    try:
+        lantern = Lantern.create(settings)
+    except DatabaseUnavailable as exc:
+        print(f"lantern: {exc}", file=sys.stderr)
+        sys.exit(2)
+    build(lantern)
+    ui.run(host=settings.host, port=settings.port, native=args.native, show=not args.no_browser,
+           reload=False, title="Lantern", favicon="🏮", storage_secret=storage_secret(settings),
+           reconnect_timeout=10.0, show_welcome_message=True)
+
+
+def storage_secret(settings: Settings) -> str:
+    """The configured secret, else one generated once and kept (0600) in the data directory."""
+    if settings.storage_secret is not None:
+        return settings.storage_secret.get_secret_value()
+    path = Path(settings.data_dir) / "storage_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()

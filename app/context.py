@@ -1,0 +1,42 @@
+"""The app's services, built once from the settings and handed to pages and routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.settings import Settings
+from services.chat import ChatService
+from services.providers.registry import Registry
+from services.recovery import recover_interrupted
+from services.runs import RunManager
+from storage.engine import Database
+
+
+@dataclass(eq=False)
+class Lantern:
+    """Everything a page or route needs, passed explicitly (no ambient globals)."""
+
+    settings: Settings
+    db: Database
+    registry: Registry
+    runs: RunManager
+    chat: ChatService
+
+    @classmethod
+    def create(cls, settings: Settings) -> Lantern:
+        """Open the database (raises DatabaseUnavailable naming the URL) and wire the services."""
+        db = Database(settings.resolved_database_url)
+        db.open()
+        registry = Registry.from_settings(settings)
+        runs = RunManager(db)
+        chat = ChatService(db=db, registry=registry, runs=runs, max_prompt_chars=settings.max_prompt_chars)
+        return cls(settings=settings, db=db, registry=registry, runs=runs, chat=chat)
+
+    async def startup(self) -> None:
+        """Recover what a crash left running."""
+        await self.db.call(recover_interrupted)
+
+    async def shutdown(self) -> None:
+        """Stop running work cleanly, then release the database."""
+        await self.runs.shutdown()
+        self.db.close()

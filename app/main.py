@@ -1,0 +1,30 @@
+"""Assemble the app: routes, pages, static files and lifecycle, bound to one `Lantern`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.responses import PlainTextResponse
+from nicegui import app
+
+from app.api import errors
+from app.api.routes import build_router
+from app.context import Lantern
+from app.pages import chat, placeholders
+from components.render import highlight_css
+
+STATIC = Path(__file__).parent / "static"
+
+
+def build(lantern: Lantern) -> None:
+    """Register everything on NiceGUI's app (FastAPI underneath)."""
+    app.add_static_files("/static", STATIC)
+    css = highlight_css()
+    app.add_api_route("/static/highlight.css", lambda: PlainTextResponse(css, media_type="text/css"),
+                      include_in_schema=False)
+    errors.install(app)
+    app.include_router(build_router(lantern))
+    chat.register(lantern)
+    placeholders.register()
+    app.on_startup(lantern.startup)
+    app.on_shutdown(lantern.shutdown)

@@ -1,0 +1,1 @@
+"""One module per page; `frame()` draws the shared chrome."""

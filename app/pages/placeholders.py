@@ -1,0 +1,22 @@
+"""Pages whose features land in later issues say so plainly until then."""
+
+from __future__ import annotations
+
+from nicegui import ui
+
+from app.pages.frame import coming
+
+PLANNED = {
+    "/tools": ("Tools", "Ask questions answered from data, with every tool call shown live."),
+    "/duet": ("Duet", "Two bots in a steerable conversation, streamed live."),
+    "/pipelines": ("Pipelines", "Watch a multi-step pipeline think, step by step."),
+    "/studio": ("Studio", "Marketing deliverables from draft to approved export."),
+    "/history": ("History", "Every conversation and run, searchable."),
+    "/settings": ("Settings", "Providers, keys, prices and API tokens."),
+}
+
+
+def register() -> None:
+    """One page per planned feature."""
+    for path, (title, text) in PLANNED.items():
+        ui.page(path)(lambda title=title, text=text: coming(title, text))

@@ -1,0 +1,77 @@
+"""One settings object for the whole app, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """Per-user data directory (XDG on Linux, ~/.lantern elsewhere)."""
+    import os  # only here: the XDG base is not a Lantern setting
+
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return Path(xdg) / "lantern" if xdg else Path.home() / ".local" / "share" / "lantern"
+
+
+class CompatEndpoint(BaseSettings):
+    """A named OpenAI-compatible server (Ollama, vLLM, Groq...)."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    base_url: str
+    api_key: SecretStr | None = None
+    models: list[str] = Field(default_factory=list)
+    supports_tools: bool = True
+
+
+class Settings(BaseSettings):
+    """Everything configurable; SDK variables keep their standard names."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir, validation_alias="LANTERN_DATA_DIR")
+    default_model: str = Field("local/smollm2", validation_alias="LANTERN_DEFAULT_MODEL")
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+    host: str = Field("127.0.0.1", validation_alias="LANTERN_HOST")
+    port: int = Field(8080, validation_alias="LANTERN_PORT")
+    storage_secret: SecretStr | None = Field(None, validation_alias="LANTERN_STORAGE_SECRET")
+
+    openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
+    anthropic_api_key: SecretStr | None = Field(None, validation_alias="ANTHROPIC_API_KEY")
+    aws_region: str | None = Field(
+        None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    bedrock_models: list[str] = Field(
+        default_factory=lambda: ["anthropic.claude-3-haiku-20240307-v1:0"],
+        validation_alias="LANTERN_BEDROCK_MODELS",
+    )
+    # Named OpenAI-compatible servers, e.g. {"ollama": {"base_url": "http://127.0.0.1:11434/v1"}}.
+    compat_endpoints: dict[str, CompatEndpoint] = Field(
+        default_factory=dict, validation_alias="LANTERN_OPENAI_COMPAT"
+    )
+    # Scripted provider scripts by model name (tests and demos), JSON.
+    scripts: dict[str, Any] = Field(default_factory=dict, validation_alias="LANTERN_SCRIPTS")
+
+    local_model_path: Path | None = Field(None, validation_alias="LANTERN_LOCAL_MODEL_PATH")
+    local_context: int = Field(2048, validation_alias="LANTERN_LOCAL_CONTEXT")
+    local_threads: int | None = Field(None, validation_alias="LANTERN_LOCAL_THREADS")
+
+    provider_timeout_s: float = Field(60.0, validation_alias="LANTERN_PROVIDER_TIMEOUT")
+    max_prompt_chars: int = Field(200_000, validation_alias="LANTERN_MAX_PROMPT_CHARS")
+
+    @field_validator("compat_endpoints", "scripts", mode="before")
+    @classmethod
+    def _parse_json(cls, value: Any) -> Any:
+        """Accept JSON text from the environment."""
+        return json.loads(value) if isinstance(value, str) and value.strip() else value or {}
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured database, or the SQLite file in the data directory."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'lantern.db'}"

@@ -1,0 +1,1 @@
+"""Async domain layer: events, providers, runs, chat and friends (never imports NiceGUI)."""

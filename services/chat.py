@@ -1,0 +1,167 @@
+"""Chat: a user turn in, an assistant reply out, as a run that persists its message."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from services.errors import BadInput, LanternError
+from services.events import Event, TextDelta, Usage
+from services.providers.base import ChatMessage, ChatRequest, Provider
+from services.providers.registry import Registry
+from services.runs import ActiveRun, RunManager
+from storage import conversations as conv_repo
+from storage.engine import Database
+from storage.models import Message, Run
+
+ROLES = ("user", "assistant", "system")
+TITLE_CHARS = 60
+
+
+class NotFound(LanternError):
+    """No such item for this user (others' items do not exist for them)."""
+
+    kind = "not_found"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChatStart:
+    """What starting a reply created."""
+
+    conversation_id: str
+    run: ActiveRun
+    provider: str
+    model: str
+    message_id: str
+
+
+class ChatService:
+    """Starts replies as runs and stores conversations."""
+
+    def __init__(self, *, db: Database, registry: Registry, runs: RunManager,
+                 max_prompt_chars: int = 200_000) -> None:
+        self.db = db
+        self.registry = registry
+        self.runs = runs
+        self.max_prompt_chars = max_prompt_chars
+
+    async def start(self, *, user_id: str, messages: list[dict[str, str]], model: str | None = None,
+                    conversation_id: str | None = None, system: str | None = None,
+                    temperature: float | None = None, max_tokens: int | None = None) -> ChatStart:
+        """Validate, store the new message(s), and start the reply run; nothing is stored on error."""
+        self._validate(messages, temperature, max_tokens)
+        model_id = (model or "").strip() or None
+        provider, model_name = self.registry.resolve(model_id)
+        model_id = f"{provider.name}/{model_name}"
+        run = Run(user_id=user_id, kind="chat",
+                  config={"model": model_id, "temperature": temperature, "max_tokens": max_tokens})
+        stored = await self.db.call(
+            _store_turn, user_id=user_id, conversation_id=conversation_id, messages=messages,
+            model=model_id, system=system, temperature=temperature, run_id=run.id)
+        if stored is None:
+            raise NotFound(f"No conversation {conversation_id}")
+        conv_id, message_id, history, system, temperature = stored
+        run.conversation_id = conv_id
+        run.config["message_id"] = message_id
+        request = ChatRequest(model=model_name, messages=history, system=system,
+                              temperature=temperature, max_tokens=max_tokens)
+        body = ReplyBody(db=self.db, provider=provider, request=request, message_id=message_id)
+        active = await self.runs.start(run, body)
+        return ChatStart(conversation_id=conv_id, run=active, provider=provider.name,
+                         model=model_id, message_id=message_id)
+
+    def _validate(self, messages: list[dict[str, str]], temperature: float | None,
+                  max_tokens: int | None) -> None:
+        """Refuse requests that cannot make a sensible reply."""
+        if not messages:
+            raise BadInput("messages is empty: send at least one user message")
+        for i, m in enumerate(messages):
+            if m.get("role") not in ROLES:
+                raise BadInput(f"messages[{i}].role must be one of {', '.join(ROLES)}")
+        if messages[-1]["role"] != "user" or not messages[-1].get("content", "").strip():
+            raise BadInput("the last message must be a non-empty user message")
+        if sum(len(m.get("content", "")) for m in messages) > self.max_prompt_chars:
+            raise BadInput(f"the prompt is longer than {self.max_prompt_chars} characters")
+        if temperature is not None and not 0 <= temperature <= 2:
+            raise BadInput("temperature must be between 0 and 2")
+        if max_tokens is not None and max_tokens < 1:
+            raise BadInput("max_tokens must be at least 1")
+
+
+class ReplyBody:
+    """One assistant reply: streams the provider, then stores the message with its status."""
+
+    def __init__(self, *, db: Database, provider: Provider, request: ChatRequest, message_id: str) -> None:
+        self.db = db
+        self.provider = provider
+        self.request = request
+        self.message_id = message_id
+        self.parts: list[str] = []
+        self.usage: Usage | None = None
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Provider events, remembered for the final message."""
+        async for event in self.provider.stream(self.request):
+            if isinstance(event, TextDelta):
+                self.parts.append(event.delta)
+            elif isinstance(event, Usage):
+                self.usage = event
+            yield event
+
+    async def finish(self, status: str, error: LanternError | None) -> dict[str, Any]:
+        """Store the reply (partial on stop or failure)."""
+        content = "".join(self.parts)
+        fields: dict[str, Any] = {"content": content, "status": status}
+        if self.usage is not None:
+            fields.update(input_tokens=self.usage.input_tokens, output_tokens=self.usage.output_tokens,
+                          cost_usd=self.usage.cost_usd)
+        if error is not None:
+            fields["extra"] = {"error": {"type": error.kind, "message": str(error)}}
+        await self.db.call(conv_repo.update_message, message_id=self.message_id, **fields)
+        return {"message": {"role": "assistant", "content": content}}
+
+
+def _store_turn(session: Any, *, user_id: str, conversation_id: str | None,
+                messages: list[dict[str, str]], model: str, system: str | None,
+                temperature: float | None, run_id: str,
+                ) -> tuple[str, str, list[ChatMessage], str | None, float | None] | None:
+    """Create or extend the conversation and add the reply's placeholder, in one transaction.
+
+    Returns the conversation id, the placeholder's id, the model's history and settings.
+    """
+    conv_repo.ensure_user(session, user_id=user_id, name=user_id)
+    if conversation_id:
+        conv = conv_repo.get_conversation(session, conversation_id=conversation_id, user_id=user_id)
+        if conv is None:
+            return None
+    else:
+        first = next(m["content"] for m in messages if m["role"] == "user")
+        conv = conv_repo.create_conversation(session, user_id=user_id, title=make_title(first),
+                                             model=model, system_prompt=system, temperature=temperature)
+    conv.model = model
+    if system is not None:
+        conv.system_prompt = system
+    if temperature is not None:
+        conv.temperature = temperature
+    session.add(conv)
+    for m in messages:
+        conv_repo.add_message(session, conversation_id=conv.id, role=m["role"], content=m["content"])
+    history = [ChatMessage(role=m.role, content=m.content)
+               for m in conv_repo.list_messages(session, conversation_id=conv.id)
+               if _in_history(m)]
+    placeholder = conv_repo.add_message(session, conversation_id=conv.id, role="assistant", content="",
+                                        status="running", run_id=run_id, model=model,
+                                        provider=model.partition("/")[0])
+    return conv.id, placeholder.id, history, conv.system_prompt, conv.temperature
+
+
+def _in_history(message: Message) -> bool:
+    """Messages the model should see: non-empty, not system (sent separately)."""
+    return bool(message.content.strip()) and message.role in ("user", "assistant")
+
+
+def make_title(text: str) -> str:
+    """A conversation title from its first message."""
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"

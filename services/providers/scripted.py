@@ -1,0 +1,76 @@
+"""A real provider fed a script: deterministic replies for tests and demos.
+
+A script is `{"replies": [reply, ...], "delay": seconds_between_chunks, "chunk": chars_per_chunk}`;
+the n-th call plays reply n (cycling). A reply is text, or `{"text": ..., "error": {"type":
+"unavailable"|"rate_limited"|"auth"|"bad_request", "message": ...}, "hang": true}` — the error is
+raised after the text, `hang` waits until cancelled. Model `echo` answers with the last user message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from services.errors import (
+    ProviderAuth,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderUnavailable,
+)
+from services.events import Event, TextDelta, Usage
+from services.providers.base import ChatRequest, Provider
+
+ERRORS: dict[str, type[ProviderError]] = {
+    "unavailable": ProviderUnavailable, "rate_limited": ProviderRateLimited,
+    "auth": ProviderAuth, "bad_request": ProviderBadRequest,
+}
+
+
+class ScriptedProvider(Provider):
+    """Plays scripts by model name; counts calls per model so replies advance."""
+
+    name = "scripted"
+    supports_tools = True
+
+    def __init__(self, scripts: dict[str, Any] | None = None) -> None:
+        self.scripts: dict[str, Any] = dict(scripts or {})
+        self.calls: dict[str, int] = {}
+        self.requests: list[ChatRequest] = []
+
+    def models(self) -> list[str]:
+        """`echo` plus every loaded script."""
+        return ["echo", *self.scripts]
+
+    def add_script(self, model: str, replies: list[Any], *, delay: float = 0.0, chunk: int = 4) -> None:
+        """Register (or replace) a script."""
+        self.scripts[model] = {"replies": replies, "delay": delay, "chunk": chunk}
+        self.calls[model] = 0
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        """Play the next reply of the model's script."""
+        self.requests.append(request)
+        script = self.scripts.get(request.model, {"replies": [None], "delay": 0.0, "chunk": 4})
+        n = self.calls.get(request.model, 0)
+        self.calls[request.model] = n + 1
+        replies = script.get("replies") or [None]
+        reply = replies[n % len(replies)]
+        if reply is None:  # echo
+            last = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+            reply = f"You said: {last}"
+        spec = reply if isinstance(reply, dict) else {"text": reply}
+        text = str(spec.get("text", ""))
+        size = max(1, int(script.get("chunk", 4)))
+        delay = float(script.get("delay", 0.0))
+        for i in range(0, len(text), size):
+            if delay:
+                await asyncio.sleep(delay)
+            yield TextDelta(delta=text[i:i + size])
+        if spec.get("hang"):
+            await asyncio.Event().wait()
+        if err := spec.get("error"):
+            raise ERRORS.get(err.get("type", ""), ProviderUnavailable)(err.get("message", "scripted failure"))
+        words_in = sum(len(m.content.split()) for m in request.messages)
+        yield Usage(input_tokens=words_in, output_tokens=len(text.split()),
+                    provider=self.name, model=request.model)

@@ -1,0 +1,187 @@
+"""The run manager: generations as background tasks that outlive any tab.
+
+A run's events get consecutive sequence numbers from 1. Subscribers first replay what is
+there (memory while the run is active, the database after), then follow live. Events are
+persisted in batches at boundaries (usage, step, turn, tool output) and at most every
+`flush_interval` seconds, never per token. Stop cancels the task; the body's upstream
+stream is closed by that cancellation and the partial output is kept as `stopped`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from services.errors import LanternError
+from services.events import Done, Error, Event, StepFinished, ToolOutput, TurnFinished, Usage, from_wire
+from storage import runs as run_repo
+from storage.engine import Database
+from storage.models import Run
+
+log = logging.getLogger(__name__)
+
+BOUNDARIES = (Usage, StepFinished, TurnFinished, ToolOutput)
+FINAL_STATUSES = ("completed", "stopped", "failed", "interrupted")
+
+
+class RunBody(Protocol):
+    """What a run executes: an event stream, then a chance to persist its result."""
+
+    def events(self) -> AsyncIterator[Event]:
+        """The run's events (without `done`: the manager adds it)."""
+        ...
+
+    async def finish(self, status: str, error: LanternError | None) -> dict[str, Any]:
+        """Persist the outcome (also after stop or failure); returns the run's result."""
+        ...
+
+
+@dataclass(eq=False)
+class ActiveRun:
+    """A run in this process: its events so far and a wake-up for subscribers."""
+
+    run: Run
+    body: RunBody
+    events: list[tuple[int, Event]] = field(default_factory=list)
+    status: str = "running"
+    stop_requested: bool = False
+    task: asyncio.Task[None] | None = None
+    flushed: int = 0
+    last_flush: float = field(default_factory=time.monotonic)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    usage: dict[str, Any] = field(default_factory=lambda: {"input_tokens": 0, "output_tokens": 0,
+                                                           "cost_usd": 0.0})
+
+    @property
+    def id(self) -> str:
+        """The run id."""
+        return self.run.id
+
+
+class RunManager:
+    """Starts, tracks, replays and stops runs."""
+
+    def __init__(self, db: Database, *, flush_interval: float = 1.0) -> None:
+        self.db = db
+        self.flush_interval = flush_interval
+        self.active: dict[str, ActiveRun] = {}
+        self._listeners: list[Callable[[ActiveRun], Awaitable[None]]] = []
+
+    async def start(self, run: Run, body: RunBody) -> ActiveRun:
+        """Store the run and execute its body in the background."""
+        run.status = "running"
+        await self.db.call(run_repo.create_run, run=run)
+        active = ActiveRun(run=run, body=body)
+        self.active[run.id] = active
+        active.task = asyncio.get_running_loop().create_task(self._drive(active), name=f"run-{run.id}")
+        return active
+
+    async def stop(self, run_id: str) -> bool:
+        """Cancel a running run at once; False if it is not running here."""
+        active = self.active.get(run_id)
+        if active is None or active.task is None or active.task.done():
+            return False
+        active.stop_requested = True
+        active.task.cancel()
+        await asyncio.wait({active.task}, timeout=5)
+        return True
+
+    async def wait(self, run_id: str) -> str:
+        """Wait for a run to end; returns its final status."""
+        active = self.active.get(run_id)
+        if active is not None and active.task is not None:
+            await asyncio.shield(active.task)
+            return active.status
+        run = await self.db.call(run_repo.get_run, run_id=run_id)
+        return run.status if run else "failed"
+
+    async def subscribe(self, run_id: str, after: int = 0) -> AsyncIterator[tuple[int, Event]]:
+        """Every event after `after` in order: replay, then live until `done`."""
+        active = self.active.get(run_id)
+        if active is None:
+            for wire in await self.db.call(run_repo.load_events, run_id=run_id, after_seq=after):
+                yield wire["seq"], from_wire(wire["type"], wire["data"])
+            return
+        index = after
+        while True:
+            while index < len(active.events):
+                yield active.events[index]
+                index += 1
+            if active.status != "running" and index >= len(active.events):
+                return
+            wake = active.wake
+            await wake.wait()
+
+    async def shutdown(self) -> None:
+        """Graceful exit: cancel active runs; each keeps its partial output as `interrupted`."""
+        for run_id in list(self.active):
+            active = self.active[run_id]
+            if active.task is not None and not active.task.done():
+                active.task.cancel()
+        tasks = [a.task for a in self.active.values() if a.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+
+    async def _drive(self, active: ActiveRun) -> None:
+        """Run the body, translate its end into a status, persist everything."""
+        error: LanternError | None = None
+        try:
+            async for event in active.body.events():
+                await self._emit(active, event)
+            status = "completed"
+        except asyncio.CancelledError:
+            status = "stopped" if active.stop_requested else "interrupted"
+        except LanternError as exc:
+            error, status = exc, "failed"
+            await self._emit(active, Error(error_type=exc.kind, message=str(exc)))
+        except Exception as exc:  # a bug must not kill the run silently: record and show it
+            log.exception("run %s failed", active.id)
+            error, status = LanternError("internal error; see the server log"), "failed"
+            await self._emit(active, Error(error_type="internal", message=str(error)))
+            del exc
+        await self._finish(active, status, error)
+
+    async def _finish(self, active: ActiveRun, status: str, error: LanternError | None) -> None:
+        """Persist the result and final events, then wake subscribers for the last time."""
+        try:
+            result = await active.body.finish(status, error)
+        except Exception:
+            log.exception("run %s could not store its result", active.id)
+            result, status = {}, "failed"
+        active.events.append((len(active.events) + 1, Done(status=status, run_id=active.id)))  # type: ignore[arg-type]
+        await self._flush(active)
+        await self.db.call(run_repo.finish_run, run_id=active.id, status=status, result=result,
+                           error=str(error) if error else None, **active.usage)
+        active.status = status
+        self._wake(active)
+        self.active.pop(active.id, None)
+
+    async def _emit(self, active: ActiveRun, event: Event) -> None:
+        """Number, keep and announce one event; flush at boundaries and on a timer."""
+        active.events.append((len(active.events) + 1, event))
+        if isinstance(event, Usage):
+            active.usage["input_tokens"] += event.input_tokens
+            active.usage["output_tokens"] += event.output_tokens
+            active.usage["cost_usd"] += event.cost_usd
+        self._wake(active)
+        if isinstance(event, BOUNDARIES) or time.monotonic() - active.last_flush > self.flush_interval:
+            await self._flush(active)
+
+    async def _flush(self, active: ActiveRun) -> None:
+        """Write the events not yet stored, as one batch."""
+        batch = [{"seq": seq, "type": ev.type, "data": ev.to_data()}
+                 for seq, ev in active.events[active.flushed:]]
+        active.flushed = len(active.events)
+        active.last_flush = time.monotonic()
+        if batch:
+            await self.db.call(run_repo.append_events, run_id=active.id, events=batch)
+
+    @staticmethod
+    def _wake(active: ActiveRun) -> None:
+        """Release everyone waiting for new events."""
+        wake, active.wake = active.wake, asyncio.Event()
+        wake.set()

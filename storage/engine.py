@@ -1,0 +1,105 @@
+"""Engine creation, connectivity checks and the thread-offloading database handle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, create_engine
+
+from storage.migrations import migrate
+
+T = TypeVar("T")
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database URL could not be opened; the message names the URL (without password)."""
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, fit for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown as a placeholder, never raw
+        return "<unparsable database URL>"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for SQLite (WAL, busy timeout) or PostgreSQL (psycopg 3)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername.startswith("sqlite"):
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+
+
+class Database:
+    """The app's database; every call runs in a worker thread, never on the event loop."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether this is a SQLite database."""
+        return self.engine.dialect.name == "sqlite"
+
+    def open(self) -> None:
+        """Connect and bring the schema up to date, or raise DatabaseUnavailable."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(text("SELECT 1"))
+            migrate(self.engine)
+        except SQLAlchemyError as exc:
+            raise DatabaseUnavailable(
+                f"Cannot open the database at {safe_url(self.url)}: {type(exc.orig or exc).__name__}. "
+                "Check DATABASE_URL / --db, that the server is running and the credentials are right."
+            ) from exc
+
+    def session_call(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        """Run `fn(session, **kwargs)` in one transaction (blocking; use `call` from async code)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            result = fn(session, **kwargs)
+            session.commit()
+            return result
+
+    async def call(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        """Run a repository function in a worker thread and one transaction."""
+        return await asyncio.to_thread(self.session_call, fn, **kwargs)
+
+    async def ping(self) -> bool:
+        """Whether the database answers."""
+
+        def _ping() -> bool:
+            try:
+                with self.engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                return True
+            except SQLAlchemyError:
+                return False
+
+        return await asyncio.to_thread(_ping)
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """WAL keeps readers and the writer apart and survives kill -9 intact."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()

@@ -1,0 +1,101 @@
+"""SQLModel tables: users, conversations, messages, runs and their event log."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text
+from sqlmodel import Field, SQLModel
+
+
+def new_id() -> str:
+    """A fresh opaque id."""
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, stored as UTC."""
+    return datetime.now(UTC)
+
+
+LOCAL_USER_ID = "local"
+
+
+class User(SQLModel, table=True):
+    """A person; loopback mode has exactly one, `local`."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    password_hash: str | None = None
+    role: str = "member"
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Conversation(SQLModel, table=True):
+    """A chat thread and its settings."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    user_id: str = Field(index=True, foreign_key="user.id")
+    title: str = "New chat"
+    model: str | None = None
+    system_prompt: str | None = Field(default=None, sa_column=Column(Text))
+    temperature: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Message(SQLModel, table=True):
+    """One message of a conversation; assistant messages carry their run and usage."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    conversation_id: str = Field(index=True, foreign_key="conversation.id")
+    position: int = Field(index=True)
+    role: str
+    content: str = Field(default="", sa_column=Column(Text, nullable=False))
+    run_id: str | None = Field(default=None, index=True)
+    status: str = "completed"
+    provider: str | None = None
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Run(SQLModel, table=True):
+    """A generation executed by the run manager."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    trace_id: str = Field(default_factory=new_id, index=True)
+    user_id: str = Field(index=True, foreign_key="user.id")
+    kind: str = Field(index=True)
+    status: str = Field(default="running", index=True)
+    conversation_id: str | None = Field(default=None, index=True)
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    started_at: datetime = Field(default_factory=utcnow, index=True)
+    finished_at: datetime | None = None
+
+
+class RunEventChunk(SQLModel, table=True):
+    """A batch of a run's wire events, written at a boundary (never per token)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, foreign_key="run.id")
+    first_seq: int
+    last_seq: int
+    events: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class SchemaVersion(SQLModel, table=True):
+    """The migration level of this database."""
+
+    id: int = Field(default=1, primary_key=True)
+    version: int

@@ -1,0 +1,69 @@
+"""Repository functions for runs and their persisted event chunks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, col, select, update
+
+from storage.models import Run, RunEventChunk, utcnow
+
+
+def create_run(session: Session, *, run: Run) -> Run:
+    """Store a new run."""
+    session.add(run)
+    session.flush()
+    return run
+
+
+def get_run(session: Session, *, run_id: str, user_id: str | None = None) -> Run | None:
+    """The run, or None; with `user_id`, only that user's run."""
+    run = session.get(Run, run_id)
+    if run is None or (user_id is not None and run.user_id != user_id):
+        return None
+    return run
+
+
+def list_runs(session: Session, *, user_id: str, kind: str | None = None, limit: int = 50,
+              offset: int = 0) -> list[Run]:
+    """A page of the user's runs, newest first."""
+    stmt = select(Run).where(Run.user_id == user_id)
+    if kind:
+        stmt = stmt.where(Run.kind == kind)
+    return list(session.exec(stmt.order_by(col(Run.started_at).desc()).limit(limit).offset(offset)))
+
+
+def append_events(session: Session, *, run_id: str, events: list[dict[str, Any]]) -> None:
+    """Persist a batch of wire events (each with its `seq`)."""
+    if events:
+        session.add(RunEventChunk(run_id=run_id, first_seq=events[0]["seq"],
+                                  last_seq=events[-1]["seq"], events=events))
+
+
+def load_events(session: Session, *, run_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+    """The stored wire events of a run with seq > after_seq, in order."""
+    stmt = (select(RunEventChunk).where(RunEventChunk.run_id == run_id,
+                                        RunEventChunk.last_seq > after_seq)
+            .order_by(col(RunEventChunk.first_seq)))
+    return [e for chunk in session.exec(stmt) for e in chunk.events if e["seq"] > after_seq]
+
+
+def finish_run(session: Session, *, run_id: str, status: str, **fields: Any) -> None:
+    """Record a run's final status and figures."""
+    run = session.get(Run, run_id)
+    if run is None:
+        return
+    run.status = status
+    run.finished_at = utcnow()
+    for key, value in fields.items():
+        setattr(run, key, value)
+    session.add(run)
+
+
+def mark_interrupted(session: Session) -> int:
+    """Runs left `running` by a crash become `interrupted`; returns how many."""
+    result = session.exec(
+        update(Run).where(col(Run.status) == "running")
+        .values(status="interrupted", finished_at=utcnow())
+    )
+    return int(result.rowcount or 0)
