@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, or_
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, delete, select
 
 from storage.models import LOCAL_USER_ID, Conversation, Message, User, utcnow
 
@@ -106,7 +106,6 @@ def delete_conversation(session: Session, *, conversation_id: str, user_id: str)
     conv = get_conversation(session, conversation_id=conversation_id, user_id=user_id)
     if conv is None:
         return False
-    for msg in list_messages(session, conversation_id=conversation_id):
-        session.delete(msg)
+    session.exec(delete(Message).where(col(Message.conversation_id) == conversation_id))
     session.delete(conv)
     return True

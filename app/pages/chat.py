@@ -57,9 +57,10 @@ class ChatPage:
                 self.empty = ui.label("Ask anything. Enter sends, Shift+Enter adds a line.") \
                     .classes("opacity-60 self-center py-12")
                 self.empty.set_visibility(not messages)
-                for m in messages:
-                    await self._show_stored(m)
+                live = [view for m in messages if (view := await self._show_stored(m))]
             self._composer()
+            for run_id, view in live:
+                self._follow(run_id, view)
 
     def _controls(self, model: str | None) -> None:
         """Model picker."""
@@ -87,14 +88,14 @@ class ChatPage:
                 .tooltip("Stop (Esc)")
             self.stop_button.set_visibility(False)
 
-    async def _show_stored(self, message: Any) -> None:
-        """A stored message; a reply still running is followed live."""
+    async def _show_stored(self, message: Any) -> tuple[str, MessageView] | None:
+        """Draw a stored message; a reply still running is returned, to be followed live."""
         view = MessageView(role=message.role, content=message.content, created=message.created_at,
                            live=message.status == "running")
         if view.body is None:
-            return
+            return None
         if message.status == "running" and message.run_id in self.lantern.runs.active:
-            self._follow(message.run_id, view)
+            return message.run_id, view
         else:
             await view.body.load(message.content, live=False)
             view.show_usage(model=message.model, input_tokens=message.input_tokens,
@@ -102,6 +103,7 @@ class ChatPage:
                             status=message.status)
             if err := message.extra.get("error"):
                 view.show_error(err["message"])
+        return None
 
     async def send(self) -> None:
         """Send the typed message and stream the reply."""

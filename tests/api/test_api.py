@@ -1,0 +1,93 @@
+"""The HTTP API as a client sees it (in-process ASGI, the app built by tests/app_main.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from nicegui.testing import User
+
+
+def parse_sse(text: str) -> list[dict[str, Any]]:
+    """SSE frames as dicts with id, event and data."""
+    frames = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+        if fields:
+            frames.append({"id": int(fields["id"]), "event": fields["event"], "data": json.loads(fields["data"])})
+    return frames
+
+
+async def test_health_and_models(user: User) -> None:
+    health = await user.http_client.get("/health")
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok" and health.json()["database"] == "ok"
+    models = (await user.http_client.get("/api/models")).json()
+    assert models["default"] == "local/smollm2"
+    local = next(m for m in models["models"] if m["id"] == "local/smollm2")
+    assert local["available"] is True and local["reason"] is None
+    openai = next(m for m in models["models"] if m["id"] == "openai/gpt-4o-mini")
+    assert openai["available"] is False and "OPENAI_API_KEY" in openai["reason"]
+
+
+async def test_chat_stream_sends_numbered_events_and_stores_the_run(user: User) -> None:
+    body = {"messages": [{"role": "user", "content": "Hi"}], "model": "scripted/hello"}
+    response = await user.http_client.post("/api/chat/stream", json=body)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache" and response.headers["x-accel-buffering"] == "no"
+    frames = parse_sse(response.text)
+    assert [f["id"] for f in frames] == list(range(1, len(frames) + 1))
+    assert frames[0]["event"] == "text.delta" and frames[-2]["event"] == "usage"
+    assert frames[-1]["event"] == "done" and frames[-1]["data"]["status"] == "completed"
+    run_id = frames[-1]["data"]["run_id"]
+    run = (await user.http_client.get(f"/api/runs/{run_id}")).json()
+    assert run["status"] == "completed" and run["kind"] == "chat"
+    # Re-attaching with Last-Event-ID replays only what came after.
+    replay = await user.http_client.get(f"/api/runs/{run_id}/events", headers={"Last-Event-ID": "2"})
+    assert [f["id"] for f in parse_sse(replay.text)] == [f["id"] for f in frames[2:]]
+    conv = (await user.http_client.get(f"/api/conversations/{run['conversation_id']}")).json()
+    assert [m["role"] for m in conv["messages"]] == ["user", "assistant"]
+    assert conv["messages"][1]["content"].startswith("Hello! I am a **scripted** model.")
+
+
+async def test_chat_waits_for_the_whole_reply_and_continues_a_conversation(user: User) -> None:
+    first = (await user.http_client.post("/api/chat", json={
+        "messages": [{"role": "user", "content": "One"}], "model": "scripted/echo"})).json()
+    assert first["status"] == "completed" and first["message"]["content"] == "You said: One"
+    assert first["provider"] == "scripted" and set(first["usage"]) == {"input_tokens", "output_tokens", "cost_usd"}
+    second = (await user.http_client.post("/api/chat", json={
+        "messages": [{"role": "user", "content": "Two"}], "model": "scripted/echo",
+        "conversation_id": first["conversation_id"]})).json()
+    assert second["conversation_id"] == first["conversation_id"]
+    listing = (await user.http_client.get("/api/conversations")).json()
+    assert listing["total"] == 1 and listing["items"][0]["message_count"] == 4
+    assert (await user.http_client.get("/api/conversations", params={"q": "said: two"})).json()["total"] == 1
+    assert (await user.http_client.delete(f"/api/conversations/{first['conversation_id']}")).status_code == 204
+    assert (await user.http_client.get("/api/conversations")).json()["total"] == 0
+
+
+async def test_bad_requests_get_clear_errors_and_store_nothing(user: User) -> None:
+    client = user.http_client
+    malformed = await client.post("/api/chat/stream", json={"messages": "hi"})
+    assert malformed.status_code == 422
+    assert malformed.json()["error"]["fields"][0]["field"] == "messages"
+    wrong_role = await client.post("/api/chat", json={"messages": [{"role": "robot", "content": "x"}]})
+    assert wrong_role.status_code == 422 and "messages.0.role" in wrong_role.json()["error"]["message"]
+    unknown_field = await client.post("/api/chat", json={"messages": [{"role": "user", "content": "x"}],
+                                                         "colour": "red"})
+    assert unknown_field.status_code == 422 and "colour" in unknown_field.json()["error"]["message"]
+    empty = await client.post("/api/chat", json={"messages": [{"role": "user", "content": "  "}]})
+    assert empty.status_code == 400 and empty.json()["error"]["type"] == "bad_input"
+    unknown = await client.post("/api/chat", json={"messages": [{"role": "user", "content": "x"}],
+                                                   "model": "nope/x"})
+    assert unknown.status_code == 400 and unknown.json()["error"]["type"] == "unknown_model"
+    no_key = await client.post("/api/chat", json={"messages": [{"role": "user", "content": "x"}],
+                                                  "model": "openai/gpt-4o-mini"})
+    assert no_key.status_code == 503 and "OPENAI_API_KEY" in no_key.json()["error"]["message"]
+    missing = await client.post("/api/chat", json={"messages": [{"role": "user", "content": "x"}],
+                                                   "model": "scripted/echo", "conversation_id": "nope"})
+    assert missing.status_code == 404
+    assert (await client.get("/api/conversations/nope")).status_code == 404
+    assert (await client.get("/api/runs/nope/events")).status_code == 404
+    assert (await client.get("/api/conversations")).json()["total"] == 0

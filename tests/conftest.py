@@ -1,0 +1,133 @@
+"""Shared fixtures: a fresh data dir and database per test, scripts, a real app subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import SQLModel
+
+from app.context import Lantern
+from app.settings import Settings
+from storage.engine import make_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPTS: dict[str, Any] = {
+    "hello": {"replies": ["Hello! I am a **scripted** model.\n\nHere is a list:\n\n- one\n- two\n"]},
+    "slow": {"replies": ["word " * 400], "delay": 0.02, "chunk": 5},
+    "xss": {"replies": ['Look: <script>window.__xss = 1</script> and <img src=x onerror="window.__xss = 2">'
+                        '\n\n[click](javascript:window.__xss=3)\n']},
+    "broken": {"replies": [{"text": "Partial answer", "error": {"type": "unavailable",
+                                                                 "message": "upstream went away"}}]},
+}
+
+
+def database_urls() -> list[Any]:
+    """SQLite always; PostgreSQL when TEST_DATABASE_URL is set (as .ci/run does)."""
+    urls: list[Any] = ["sqlite"]
+    pg = os.environ.get("TEST_DATABASE_URL")
+    urls.append(pytest.param(pg or "postgresql", marks=pytest.mark.skipif(
+        not pg, reason="TEST_DATABASE_URL is not set: PostgreSQL tests need a server")))
+    return urls
+
+
+@pytest.fixture(params=database_urls(), ids=lambda u: "postgres" if "postgres" in str(u) else "sqlite")
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: a SQLite file, or the PostgreSQL test database wiped."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    url = str(request.param)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        SQLModel.metadata.drop_all(conn)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(autouse=True)
+def lantern_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own data dir and SQLite file, no provider keys, and the test scripts."""
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "DATABASE_URL",
+                "LANTERN_OPENAI_COMPAT", "LANTERN_DEFAULT_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LANTERN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LANTERN_SCRIPTS", json.dumps(SCRIPTS))
+    monkeypatch.chdir(tmp_path)  # no stray .env from the checkout
+    return tmp_path / "data"
+
+
+@pytest.fixture
+async def lantern(db_url: str) -> Any:
+    """The services without any UI, on the test database."""
+    settings = Settings(DATABASE_URL=db_url)
+    instance = Lantern.create(settings)
+    await instance.startup()
+    yield instance
+    await instance.shutdown()
+
+
+def free_port() -> int:
+    """An unused loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class AppProcess:
+    """Lantern as a real subprocess on 127.0.0.1, stopped by the test that started it."""
+
+    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("PYTEST_", "NICEGUI_"))}
+        env.update({"LANTERN_DATA_DIR": str(data_dir), "LANTERN_SCRIPTS": json.dumps(SCRIPTS)})
+        env.update(extra_env or {})
+        self.log = data_dir.parent / f"app-{self.port}.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "--no-browser", "--port", str(self.port)],
+            cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Block until /health answers, or fail with the app's log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"app did not start:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        """Terminate the process we started."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def app_process(tmp_path: Path) -> Iterator[AppProcess]:
+    """A running app subprocess with its own data directory."""
+    proc = AppProcess(tmp_path / "proc-data")
+    proc.wait_ready()
+    yield proc
+    proc.stop()

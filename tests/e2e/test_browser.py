@@ -1,0 +1,63 @@
+"""The real app in a real browser: streamed local-model replies, and output that never runs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import AppProcess
+
+
+async def send(page: Any, text: str) -> None:
+    box = page.get_by_placeholder("Message Lantern…")
+    await box.fill(text)
+    await box.press("Enter")
+
+
+async def test_local_model_reply_streams_token_by_token(app_process: AppProcess, page: Any) -> None:
+    from services.providers.local import LocalProvider
+
+    if (reason := LocalProvider().unavailable_reason()) is not None:
+        pytest.skip(f"embedded model unavailable: {reason}")
+    await page.goto(app_process.url)
+    await page.get_by_text("Ask anything").wait_for()
+    await send(page, "Write three sentences about lanterns.")
+    reply = page.locator(".lantern-md").last
+    lengths: list[int] = []
+    for _ in range(300):
+        text = await reply.inner_text() if await reply.count() else ""
+        if not lengths or len(text) != lengths[-1]:
+            lengths.append(len(text))
+        if await page.get_by_text("local/smollm2 ·").count():
+            break
+        await asyncio.sleep(0.05)
+    await page.get_by_text("local/smollm2 ·").wait_for(timeout=60_000)
+    final = await reply.inner_text()
+    assert final.strip(), "the reply is empty"
+    assert len(lengths) >= 3, f"the reply did not grow in steps: {lengths}"
+    assert "/chat/" in page.url  # the address now names the conversation
+    listing = httpx.get(f"{app_process.url}/api/conversations").json()
+    conv = httpx.get(f"{app_process.url}/api/conversations/{listing['items'][0]['id']}").json()
+    assert conv["messages"][-1]["status"] == "completed"
+    assert conv["messages"][-1]["content"].strip()[:20] in final
+
+
+async def test_html_and_script_in_model_output_never_run(app_process: AppProcess, page: Any) -> None:
+    await page.goto(app_process.url)
+    await page.get_by_text("Ask anything").wait_for()
+    await page.get_by_label("Model").click()
+    await page.get_by_role("option", name="scripted/xss").click()
+    await send(page, "Show me some HTML")
+    await page.get_by_text("scripted/xss ·").wait_for(timeout=20_000)
+    reply = page.locator(".lantern-md").last
+    text = await reply.inner_text()
+    assert "<script>window.__xss = 1</script>" in text  # shown as text
+    assert await reply.locator("script, img").count() == 0
+    link = reply.locator("a")
+    assert await link.count() == 0 or "javascript:" not in (await link.first.get_attribute("href") or "")
+    if await link.count():
+        await link.first.click()
+    assert await page.evaluate("window.__xss") is None

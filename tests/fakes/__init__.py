@@ -1,0 +1,1 @@
+"""Fakes: real implementations of interfaces, fed a script (no mocks of SDK internals)."""

@@ -1,0 +1,88 @@
+"""The Chat page as a person sees it (NiceGUI's simulated User)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from nicegui import ui
+from nicegui.testing import User
+
+from components.streaming_markdown import StreamingMarkdown
+
+SEND = "keydown.enter.exact.prevent"
+
+
+@pytest.fixture
+def scripted_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages start on a scripted model instead of the embedded one."""
+    monkeypatch.setenv("LANTERN_DEFAULT_MODEL", "scripted/hello")
+
+
+async def conversation_ids(user: User) -> list[str]:
+    return [i["id"] for i in (await user.http_client.get("/api/conversations")).json()["items"]]
+
+
+async def test_send_shows_the_streamed_reply_and_stores_it(scripted_default: None, user: User) -> None:
+    await user.open("/")
+    await user.should_see("Ask anything")
+    user.find(ui.textarea).type("Hello there").trigger(SEND)
+    await user.should_see("Hello there")
+    await user.should_see("Hello! I am a **scripted** model.")
+    await user.should_see("scripted/hello")  # the reply's footer: model, tokens, cost
+    await user.should_not_see("Ask anything")
+    [conv_id] = await conversation_ids(user)
+    # Reopening the conversation shows the stored messages.
+    await user.open(f"/chat/{conv_id}")
+    await user.should_see("Hello there")
+    await user.should_see("I am a **scripted** model")
+
+
+async def test_empty_message_is_refused(scripted_default: None, user: User) -> None:
+    await user.open("/")
+    user.find(ui.textarea).type("   ").trigger(SEND)
+    await user.should_see("Type a message first.")
+    assert await conversation_ids(user) == []
+
+
+async def test_stop_keeps_the_partial_reply(monkeypatch: pytest.MonkeyPatch, user: User) -> None:
+    await user.open("/")
+    user.find(ui.select).elements.pop().value = "scripted/slow"
+    user.find(ui.textarea).type("Talk a lot").trigger(SEND)
+    await user.should_see("word word")
+    user.find(ui.textarea).trigger("keydown.esc")
+    await user.should_see("stopped")
+    [conv_id] = await conversation_ids(user)
+    conv = (await user.http_client.get(f"/api/conversations/{conv_id}")).json()
+    reply = conv["messages"][-1]
+    assert reply["status"] == "stopped" and 0 < len(reply["content"]) < len("word " * 400)
+
+
+async def test_reload_mid_reply_shows_everything_and_continues(user: User) -> None:
+    await user.open("/")
+    user.find(ui.select).elements.pop().value = "scripted/slow"
+    user.find(ui.textarea).type("Talk a lot").trigger(SEND)
+    await user.should_see("word word")
+    [conv_id] = await conversation_ids(user)
+    await user.open(f"/chat/{conv_id}")  # a reload: a new page for the same conversation
+    await user.should_see("Talk a lot")
+    body = user.find(StreamingMarkdown).elements.pop()
+    seen = len(body.text)
+    assert seen > 0  # everything so far was replayed
+    await asyncio.sleep(0.3)
+    assert len(body.text) > seen  # and it goes on live
+    await user.should_see("400 out tokens", retries=600)  # footer once done (~8 s of script)
+    assert body.text == "word " * 400
+
+
+async def test_unknown_conversation_says_so(user: User) -> None:
+    await user.open("/chat/does-not-exist")
+    await user.should_see("This conversation does not exist")
+
+
+async def test_navigation_reaches_every_section(user: User) -> None:
+    await user.open("/")
+    for label in ("Chat", "Tools", "Duet", "Pipelines", "Studio", "History", "Settings"):
+        await user.should_see(label)
+    await user.open("/duet")
+    await user.should_see("Duet is coming")
