@@ -77,7 +77,7 @@ def list_conversations(session: Session, *, user_id: str, q: str = "", limit: in
     """A page of the user's conversations, newest first, with message counts, and the total."""
     counts = (select(Message.conversation_id, func.count().label("n"))
               .group_by(col(Message.conversation_id)).subquery())
-    where = [Conversation.user_id == user_id]
+    where: list[Any] = [Conversation.user_id == user_id]
     if q:
         like = f"%{q.lower()}%"
         hit = select(Message.conversation_id).where(func.lower(Message.content).like(like))

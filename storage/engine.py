@@ -62,8 +62,9 @@ class Database:
                 conn.execute(text("SELECT 1"))
             migrate(self.engine)
         except SQLAlchemyError as exc:
+            cause = type(getattr(exc, "orig", None) or exc).__name__
             raise DatabaseUnavailable(
-                f"Cannot open the database at {safe_url(self.url)}: {type(exc.orig or exc).__name__}. "
+                f"Cannot open the database at {safe_url(self.url)}: {cause}. "
                 "Check DATABASE_URL / --db, that the server is running and the credentials are right."
             ) from exc
 

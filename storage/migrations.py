@@ -10,6 +10,8 @@ from sqlmodel import SQLModel
 
 from storage import models
 
+VERSION_TABLE = models.SchemaVersion.__table__  # type: ignore[attr-defined]
+
 # Each entry upgrades from version i to i+1; append, never edit, once released.
 MIGRATIONS: list[Callable[[Connection], None]] = []
 LATEST = 1 + len(MIGRATIONS)
@@ -21,13 +23,13 @@ def migrate(engine: Engine) -> int:
         fresh = not inspect(conn).has_table("schemaversion")
         if fresh:
             SQLModel.metadata.create_all(conn)
-            conn.execute(models.SchemaVersion.__table__.insert().values(id=1, version=LATEST))
+            conn.execute(VERSION_TABLE.insert().values(id=1, version=LATEST))
             return LATEST
-        row = conn.execute(models.SchemaVersion.__table__.select()).first()
+        row = conn.execute(VERSION_TABLE.select()).first()
         version = row.version if row else 1
         for step in MIGRATIONS[version - 1 :]:
             step(conn)
         # New tables added since are created; existing ones are altered by the steps above.
         SQLModel.metadata.create_all(conn)
-        conn.execute(models.SchemaVersion.__table__.update().values(version=LATEST))
+        conn.execute(VERSION_TABLE.update().values(version=LATEST))
         return LATEST

@@ -57,7 +57,7 @@ class ChatPage:
                 self.empty = ui.label("Ask anything. Enter sends, Shift+Enter adds a line.") \
                     .classes("opacity-60 self-center py-12")
                 self.empty.set_visibility(not messages)
-                live = [view for m in messages if (view := await self._show_stored(m))]
+                live = [found for m in messages if (found := await self._show_stored(m))]
             self._composer()
             for run_id, view in live:
                 self._follow(run_id, view)

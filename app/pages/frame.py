@@ -24,20 +24,20 @@ def frame(title: str) -> Iterator[None]:
     ui.add_head_html('<link rel="stylesheet" href="/static/lantern.css">')
     ui.add_head_html('<link rel="stylesheet" href="/static/highlight.css">')
     dark = ui.dark_mode(app.storage.user.get("dark", None) if _has_user_storage() else None)
+    with ui.left_drawer(value=True, bordered=True).classes("px-2 py-4") as drawer:
+        for label, path, icon in NAV:
+            with ui.link(target=path).classes("no-underline text-inherit w-full"), \
+                    ui.row().classes("items-center gap-3 px-3 py-2 rounded hover:bg-gray-500/10 w-full"):
+                ui.icon(icon).classes("text-xl opacity-80")
+                ui.label(label)
     with ui.header(elevated=False).classes("items-center gap-2 px-4 py-2 bg-primary"):
-        ui.button(icon="menu", on_click=lambda: drawer.toggle()).props("flat round dense color=white") \
+        ui.button(icon="menu", on_click=drawer.toggle).props("flat round dense color=white") \
             .tooltip("Menu")
         ui.label("Lantern").classes("text-lg font-semibold")
         ui.label(f"· {title}").classes("text-lg opacity-80")
         ui.space()
         ui.button(icon="dark_mode", on_click=lambda: _toggle_dark(dark)) \
             .props("flat round dense color=white").tooltip("Dark mode (Ctrl+Shift+D)")
-    with ui.left_drawer(value=True, bordered=True).classes("px-2 py-4") as drawer:
-        for label, path, icon in NAV:
-            with ui.link(target=path).classes("no-underline text-inherit w-full"):
-                with ui.row().classes("items-center gap-3 px-3 py-2 rounded hover:bg-gray-500/10 w-full"):
-                    ui.icon(icon).classes("text-xl opacity-80")
-                    ui.label(label)
     ui.keyboard(lambda e: _toggle_dark(dark) if e.action.keydown and e.modifiers.ctrl
                 and e.modifiers.shift and e.key.name.lower() == "d" else None, ignore=[])
     with ui.column().classes("w-full max-w-5xl mx-auto p-4 gap-4"):
@@ -62,8 +62,7 @@ def _has_user_storage() -> bool:
 
 def coming(title: str, issue_text: str) -> None:
     """A page whose feature has not landed yet says so plainly."""
-    with frame(title):
-        with ui.card().classes("w-full items-center p-8"):
-            ui.icon("construction").classes("text-5xl opacity-60")
-            ui.label(f"{title} is coming").classes("text-xl")
-            ui.label(issue_text).classes("opacity-70 text-center")
+    with frame(title), ui.card().classes("w-full items-center p-8"):
+        ui.icon("construction").classes("text-5xl opacity-60")
+        ui.label(f"{title} is coming").classes("text-xl")
+        ui.label(issue_text).classes("opacity-70 text-center")

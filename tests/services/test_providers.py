@@ -40,9 +40,8 @@ async def test_openai_compatible_stream_over_http() -> None:
     (400, ProviderBadRequest, "HTTP 400"),
 ])
 async def test_http_errors_become_our_errors(status: int, error: type[Exception], says: str) -> None:
-    with FakeOpenAI(replies=[Reply(status=status)]) as fake:
-        with pytest.raises(error, match=says) as info:
-            _ = [e async for e in compat(fake).stream(REQUEST)]
+    with FakeOpenAI(replies=[Reply(status=status)]) as fake, pytest.raises(error, match=says) as info:
+        _ = [e async for e in compat(fake).stream(REQUEST)]
     assert info.value.__cause__ is not None  # raised from the SDK's error
 
 

@@ -90,7 +90,7 @@ async def test_bad_input_is_refused_and_stores_nothing(lantern: Any, kwargs: dic
                             "messages": [{"role": "user", "content": "Hi"}], **kwargs}
     with pytest.raises(error, match=says):
         await lantern.chat.start(**args)
-    items, total = await lantern.db.call(conv_repo.list_conversations, user_id="local")
+    _items, total = await lantern.db.call(conv_repo.list_conversations, user_id="local")
     assert total == 0 and lantern.runs.active == {}
 
 

@@ -29,7 +29,7 @@ def test_conversations_listed_newest_first_and_searchable(db_url: str) -> None:
     db = Database(db_url)
     db.open()
 
-    def fill(s):  # noqa: ANN001, ANN202
+    def fill(s):
         conv_repo.ensure_user(s, user_id="u1", name="u1")
         conv_repo.ensure_user(s, user_id="u2", name="u2")
         a = conv_repo.create_conversation(s, user_id="u1", title="Quarterly revenue")
@@ -58,7 +58,7 @@ def test_event_chunks_round_trip_and_recovery_keeps_partial_text(db_url: str) ->
     db = Database(db_url)
     db.open()
 
-    def crash_mid_run(s):  # noqa: ANN001, ANN202
+    def crash_mid_run(s):
         conv_repo.ensure_user(s, user_id="u1", name="u1")
         conv = conv_repo.create_conversation(s, user_id="u1")
         run = run_repo.create_run(s, run=Run(user_id="u1", kind="chat", conversation_id=conv.id))

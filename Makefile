@@ -1,0 +1,29 @@
+# Lantern: `make run` starts the app, `make test` runs the tests. Both set themselves up.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+run: $(STAMP)
+	$(PY) -m app $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check app components services storage tests bench
+	$(VENV)/bin/mypy app components services storage
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || { echo ">> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo ">> installing Lantern and its dependencies into $(VENV)"
+	@echo ">> the first install compiles llama.cpp (llama-cpp-python): about 10 minutes on 2 cores;"
+	@echo ">> pip caches the built wheel, so later installs take seconds"
+	$(PY) -m pip install --upgrade pip --quiet
+	$(PY) -m pip install --progress-bar on -e '.[dev]'
+	@touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
