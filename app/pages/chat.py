@@ -9,6 +9,7 @@ from nicegui import background_tasks, ui
 from app.auth import current_user_id
 from app.context import Lantern
 from app.pages.frame import frame
+from components.conversation_list import ConversationList
 from components.message_view import MessageView
 from services.errors import LanternError
 from services.events import Done, Error, TextDelta, Usage
@@ -45,7 +46,11 @@ class ChatPage:
             if conv is not None:
                 messages = await self.lantern.db.call(conv_repo.list_messages,
                                                       conversation_id=self.conversation_id)
-        with frame("Chat"):
+        with frame("Chat") as chrome:
+            with chrome.drawer:
+                self.sidebar = ConversationList(load=self._list, rename=self._rename, delete=self._delete,
+                                                current=self.conversation_id)
+            await self.sidebar.refresh()
             if self.conversation_id and conv is None:
                 ui.label("This conversation does not exist (it may have been deleted).") \
                     .classes("text-lg")
@@ -61,6 +66,23 @@ class ChatPage:
             self._composer()
             for run_id, view in live:
                 self._follow(run_id, view)
+
+    async def _list(self, q: str) -> list[dict[str, Any]]:
+        """The sidebar's rows."""
+        items, _total = await self.lantern.db.call(conv_repo.list_conversations, user_id=current_user_id(),
+                                                   q=q, limit=100)
+        return items
+
+    async def _rename(self, conversation_id: str, title: str) -> None:
+        """Rename from the sidebar."""
+        await self.lantern.db.call(conv_repo.rename_conversation, conversation_id=conversation_id,
+                                   user_id=current_user_id(), title=title)
+
+    async def _delete(self, conversation_id: str) -> None:
+        """Delete from the sidebar (after its confirmation)."""
+        await self.lantern.db.call(conv_repo.delete_conversation, conversation_id=conversation_id,
+                                   user_id=current_user_id())
+        ui.notify("Conversation deleted.")
 
     def _controls(self, model: str | None) -> None:
         """Model picker."""
@@ -124,7 +146,9 @@ class ChatPage:
         self.input.value = ""
         if self.conversation_id is None:
             self.conversation_id = start.conversation_id
+            self.sidebar.current = start.conversation_id
             ui.navigate.history.replace(f"/chat/{start.conversation_id}")
+            await self.sidebar.refresh()
         self.empty.set_visibility(False)
         with self.thread:
             MessageView(role="user", content=text)

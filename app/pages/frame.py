@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from nicegui import app, ui
 
@@ -18,8 +19,15 @@ NAV = [
 ]
 
 
+@dataclass
+class Chrome:
+    """What a page may add to: the navigation drawer."""
+
+    drawer: ui.left_drawer
+
+
 @contextmanager
-def frame(title: str) -> Iterator[None]:
+def frame(title: str) -> Iterator[Chrome]:
     """Header, navigation and dark mode around a page's content."""
     ui.add_head_html('<link rel="stylesheet" href="/static/lantern.css">')
     ui.add_head_html('<link rel="stylesheet" href="/static/highlight.css">')
@@ -41,7 +49,7 @@ def frame(title: str) -> Iterator[None]:
     ui.keyboard(lambda e: _toggle_dark(dark) if e.action.keydown and e.modifiers.ctrl
                 and e.modifiers.shift and e.key.name.lower() == "d" else None, ignore=[])
     with ui.column().classes("w-full max-w-5xl mx-auto p-4 gap-4"):
-        yield
+        yield Chrome(drawer=drawer)
 
 
 def _toggle_dark(dark: ui.dark_mode) -> None:

@@ -86,3 +86,29 @@ async def test_navigation_reaches_every_section(user: User) -> None:
         await user.should_see(label)
     await user.open("/duet")
     await user.should_see("Duet is coming")
+
+
+async def test_sidebar_lists_searches_renames_and_deletes(scripted_default: None, user: User) -> None:
+    for text in ("Plans for the weekend", "Quarterly revenue report"):
+        await user.open("/")
+        user.find(ui.textarea).type(text).trigger(SEND)
+        await user.should_see("I am a **scripted** model")
+    await user.open("/")
+    await user.should_see("Plans for the weekend")
+    await user.should_see("Quarterly revenue report")
+    user.find("Search conversations").type("revenue").trigger("update:modelValue")
+    await user.should_not_see("Plans for the weekend")
+    await user.should_see("Quarterly revenue report")
+    user.find("Search conversations").clear().type("").trigger("update:modelValue")
+    await user.should_see("Plans for the weekend")
+    user.find("Search conversations").type("revenue").trigger("update:modelValue")
+    await user.should_not_see("Plans for the weekend")
+    user.find(marker="rename").click()
+    user.find(marker="rename-title").clear().type("Revenue Q3").trigger("keydown.enter")
+    await user.should_see(kind=ui.link, content="Revenue Q3")
+    user.find(marker="delete").click()
+    await user.should_see("This cannot be undone")
+    user.find(marker="confirm-delete").click()
+    await user.should_see("Nothing matches.")
+    titles = [i["title"] for i in (await user.http_client.get("/api/conversations")).json()["items"]]
+    assert titles == ["Plans for the weekend"]
