@@ -13,7 +13,7 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check app components services storage tests
+	$(VENV)/bin/ruff check app components services storage tests bench
 	$(VENV)/bin/mypy app components services storage
 
 $(STAMP): pyproject.toml

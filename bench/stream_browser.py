@@ -58,10 +58,9 @@ class Result:
 
 def make_reply(tokens: int) -> str:
     """Deterministic markdown of about `tokens` tokens (4 characters each), ending on a whole section."""
-    target, parts, i = tokens * 4, [], 0
-    while sum(len(p) for p in parts) < target:
-        parts.append(_section(i))
-        i += 1
+    parts: list[str] = []
+    while sum(map(len, parts)) < tokens * 4:
+        parts.append(_section(len(parts)))
     return "".join(parts)
 
 

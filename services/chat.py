@@ -12,11 +12,13 @@ from services.providers.base import ChatMessage, ChatRequest, Provider
 from services.providers.registry import Registry
 from services.runs import ActiveRun, RunManager
 from storage import conversations as conv_repo
+from storage.conversations import LEAF
 from storage.engine import Database
-from storage.models import Message, Run
+from storage.models import Conversation, Message, Run
 
 ROLES = ("user", "assistant", "system")
 TITLE_CHARS = 60
+DEFAULT_REPLY_TOKENS = 512
 
 
 class NotFound(LanternError):
@@ -34,6 +36,7 @@ class ChatStart:
     provider: str
     model: str
     message_id: str
+    dropped: int = 0
 
 
 class ChatService:
@@ -51,25 +54,64 @@ class ChatService:
                     temperature: float | None = None, max_tokens: int | None = None) -> ChatStart:
         """Validate, store the new message(s), and start the reply run; nothing is stored on error."""
         self._validate(messages, temperature, max_tokens)
-        model_id = (model or "").strip() or None
-        provider, model_name = self.registry.resolve(model_id)
+        return await self._begin(user_id=user_id, messages=messages, model=model, parent=LEAF,
+                                 conversation_id=conversation_id, system=system, temperature=temperature,
+                                 max_tokens=max_tokens)
+
+    async def regenerate(self, *, user_id: str, conversation_id: str, model: str | None = None) -> ChatStart:
+        """A new reply to the last user message; the previous reply stays as a sibling branch."""
+        conv, path = await self._path(user_id, conversation_id)
+        anchor = next((e.message for e in reversed(path) if e.message.role == "user"), None)
+        if anchor is None:
+            raise BadInput("there is no user message to answer yet")
+        return await self._begin(user_id=user_id, messages=[], model=model or conv.model, parent=anchor.id,
+                                 conversation_id=conversation_id)
+
+    async def edit(self, *, user_id: str, conversation_id: str, message_id: str, content: str,
+                   model: str | None = None) -> ChatStart:
+        """Replace an earlier user message with `content` and answer it; the old branch is kept."""
+        self._validate([{"role": "user", "content": content}], None, None)
+        conv, path = await self._path(user_id, conversation_id)
+        edited = next((e.message for e in path if e.message.id == message_id), None)
+        if edited is None or edited.role != "user":
+            raise NotFound(f"No user message {message_id} in this conversation")
+        return await self._begin(user_id=user_id, messages=[{"role": "user", "content": content}],
+                                 model=model or conv.model, parent=edited.parent_id,
+                                 conversation_id=conversation_id)
+
+    async def _path(self, user_id: str, conversation_id: str) -> tuple[Conversation, list[conv_repo.PathEntry]]:
+        """A user's conversation and its current branch."""
+        conv = await self.db.call(conv_repo.get_conversation, conversation_id=conversation_id, user_id=user_id)
+        if conv is None:
+            raise NotFound(f"No conversation {conversation_id}")
+        return conv, await self.db.call(conv_repo.current_path, conversation_id=conversation_id)
+
+    async def _begin(self, *, user_id: str, messages: list[dict[str, str]], model: str | None,
+                     parent: str | conv_repo.Leaf | None, conversation_id: str | None,
+                     system: str | None = None, temperature: float | None = None,
+                     max_tokens: int | None = None) -> ChatStart:
+        """Store the turn under `parent` and start the reply run."""
+        provider, model_name = self.registry.resolve((model or "").strip() or None)
         model_id = f"{provider.name}/{model_name}"
         run = Run(user_id=user_id, kind="chat",
                   config={"model": model_id, "temperature": temperature, "max_tokens": max_tokens})
         stored = await self.db.call(
             _store_turn, user_id=user_id, conversation_id=conversation_id, messages=messages,
-            model=model_id, system=system, temperature=temperature, run_id=run.id)
+            model=model_id, system=system, temperature=temperature, run_id=run.id, parent=parent)
         if stored is None:
             raise NotFound(f"No conversation {conversation_id}")
         conv_id, message_id, history, system, temperature = stored
+        budget = provider.context_tokens(model_name)
+        history, dropped = fit_history(history, system=system, budget_tokens=budget,
+                                       reply_tokens=max_tokens or DEFAULT_REPLY_TOKENS)
         run.conversation_id = conv_id
-        run.config["message_id"] = message_id
+        run.config.update(message_id=message_id, dropped_messages=dropped)
         request = ChatRequest(model=model_name, messages=history, system=system,
                               temperature=temperature, max_tokens=max_tokens)
         body = ReplyBody(db=self.db, provider=provider, request=request, message_id=message_id)
         active = await self.runs.start(run, body)
         return ChatStart(conversation_id=conv_id, run=active, provider=provider.name,
-                         model=model_id, message_id=message_id)
+                         model=model_id, message_id=message_id, dropped=dropped)
 
     def _validate(self, messages: list[dict[str, str]], temperature: float | None,
                   max_tokens: int | None) -> None:
@@ -124,7 +166,7 @@ class ReplyBody:
 
 def _store_turn(session: Any, *, user_id: str, conversation_id: str | None,
                 messages: list[dict[str, str]], model: str, system: str | None,
-                temperature: float | None, run_id: str,
+                temperature: float | None, run_id: str, parent: str | conv_repo.Leaf | None,
                 ) -> tuple[str, str, list[ChatMessage], str | None, float | None] | None:
     """Create or extend the conversation and add the reply's placeholder, in one transaction.
 
@@ -144,12 +186,15 @@ def _store_turn(session: Any, *, user_id: str, conversation_id: str | None,
         conv.system_prompt = system
     if temperature is not None:
         conv.temperature = temperature
+    if not isinstance(parent, conv_repo.Leaf):
+        conv.leaf_id = parent  # the new turn hangs below `parent`: a new branch
     session.add(conv)
+    session.flush()
     for m in messages:
         conv_repo.add_message(session, conversation_id=conv.id, role=m["role"], content=m["content"])
-    history = [ChatMessage(role=m.role, content=m.content)
-               for m in conv_repo.list_messages(session, conversation_id=conv.id)
-               if _in_history(m)]
+    history = [ChatMessage(role=e.message.role, content=e.message.content)
+               for e in conv_repo.current_path(session, conversation_id=conv.id)
+               if _in_history(e.message)]
     placeholder = conv_repo.add_message(session, conversation_id=conv.id, role="assistant", content="",
                                         status="running", run_id=run_id, model=model,
                                         provider=model.partition("/")[0])
@@ -159,6 +204,27 @@ def _store_turn(session: Any, *, user_id: str, conversation_id: str | None,
 def _in_history(message: Message) -> bool:
     """Messages the model should see: non-empty, not system (sent separately)."""
     return bool(message.content.strip()) and message.role in ("user", "assistant")
+
+
+def fit_history(history: list[ChatMessage], *, system: str | None, budget_tokens: int | None,
+                reply_tokens: int) -> tuple[list[ChatMessage], int]:
+    """Drop the oldest messages until the prompt fits the context window; returns how many went."""
+    if budget_tokens is None:
+        return history, 0
+    budget = budget_tokens - reply_tokens
+    kept = list(history)
+    total = _estimate(system or "") + sum(_estimate(m.content) for m in kept)
+    dropped = 0
+    # Keep at least the newest message, and never start the history on an assistant turn.
+    while len(kept) > 1 and (total > budget or kept[0].role == "assistant"):
+        total -= _estimate(kept.pop(0).content)
+        dropped += 1
+    return kept, dropped
+
+
+def _estimate(text: str) -> int:
+    """A cautious token estimate (about 3 characters a token, plus framing)."""
+    return len(text) // 3 + 4
 
 
 def make_title(text: str) -> str:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
+from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import func, or_, text
 from sqlmodel import Session, col, delete, select
 
 from storage.models import LOCAL_USER_ID, Conversation, Message, User, utcnow
+
+
+class Leaf:
+    """Marker: attach to the conversation's current leaf."""
+
+
+LEAF = Leaf()
 
 
 def ensure_user(session: Session, *, user_id: str = LOCAL_USER_ID, name: str = "local") -> User:
@@ -44,20 +54,66 @@ def list_messages(session: Session, *, conversation_id: str) -> list[Message]:
 
 
 def add_message(session: Session, *, conversation_id: str, role: str, content: str,
-                **fields: Any) -> Message:
-    """Append a message at the end of the conversation and touch its timestamp."""
+                parent_id: str | Leaf | None = LEAF, **fields: Any) -> Message:
+    """Add a message under `parent_id` (default: the current leaf); it becomes the new leaf."""
+    conv = session.get(Conversation, conversation_id)
+    if conv is None:
+        raise LookupError(f"no conversation {conversation_id}")
     last = session.exec(
         select(func.max(Message.position)).where(Message.conversation_id == conversation_id)
     ).one()
-    msg = Message(conversation_id=conversation_id, role=role, content=content,
+    parent = conv.leaf_id if isinstance(parent_id, Leaf) else parent_id
+    msg = Message(conversation_id=conversation_id, role=role, content=content, parent_id=parent,
                   position=(last if last is not None else -1) + 1, **fields)
     session.add(msg)
-    conv = session.get(Conversation, conversation_id)
-    if conv is not None:
-        conv.updated_at = utcnow()
-        session.add(conv)
+    conv.leaf_id = msg.id
+    conv.updated_at = utcnow()
+    session.add(conv)
     session.flush()
     return msg
+
+
+@dataclass(frozen=True, slots=True)
+class PathEntry:
+    """A message on the current branch, with its place among its siblings."""
+
+    message: Message
+    index: int
+    siblings: list[str]
+
+
+def current_path(session: Session, *, conversation_id: str) -> list[PathEntry]:
+    """The messages from the root to the conversation's current leaf, with sibling info."""
+    conv = session.get(Conversation, conversation_id)
+    messages = list_messages(session, conversation_id=conversation_id)
+    by_id = {m.id: m for m in messages}
+    children: dict[str | None, list[Message]] = defaultdict(list)
+    for m in messages:
+        children[m.parent_id].append(m)
+    chain: list[Message] = []
+    node = by_id.get(conv.leaf_id) if conv and conv.leaf_id else None
+    while node is not None:
+        chain.append(node)
+        node = by_id.get(node.parent_id) if node.parent_id else None
+    entries = []
+    for m in reversed(chain):
+        sibling_ids = [s.id for s in children[m.parent_id]]
+        entries.append(PathEntry(message=m, index=sibling_ids.index(m.id), siblings=sibling_ids))
+    return entries
+
+
+def select_branch(session: Session, *, conversation_id: str, user_id: str, message_id: str) -> bool:
+    """Make the branch through `message_id` current (down to its newest leaf)."""
+    conv = get_conversation(session, conversation_id=conversation_id, user_id=user_id)
+    target = session.get(Message, message_id)
+    if conv is None or target is None or target.conversation_id != conversation_id:
+        return False
+    while (child := session.exec(select(Message).where(Message.parent_id == target.id)
+                                 .order_by(col(Message.position).desc())).first()) is not None:
+        target = child
+    conv.leaf_id = target.id
+    session.add(conv)
+    return True
 
 
 def update_message(session: Session, *, message_id: str, **fields: Any) -> Message | None:
@@ -78,10 +134,10 @@ def list_conversations(session: Session, *, user_id: str, q: str = "", limit: in
     counts = (select(Message.conversation_id, func.count().label("n"))
               .group_by(col(Message.conversation_id)).subquery())
     where: list[Any] = [Conversation.user_id == user_id]
-    if q:
-        like = f"%{q.lower()}%"
-        hit = select(Message.conversation_id).where(func.lower(Message.content).like(like))
-        where.append(or_(func.lower(Conversation.title).like(like), col(Conversation.id).in_(hit)))
+    if q.strip():
+        title_hit = func.lower(Conversation.title).like(f"%{q.strip().lower()}%")
+        hit = _message_search(session, q)
+        where.append(or_(title_hit, col(Conversation.id).in_(hit)) if hit is not None else title_hit)
     total = session.exec(select(func.count()).select_from(Conversation).where(*where)).one()
     stmt = (select(Conversation, func.coalesce(counts.c.n, 0))
             .outerjoin(counts, counts.c.conversation_id == Conversation.id)
@@ -89,6 +145,25 @@ def list_conversations(session: Session, *, user_id: str, q: str = "", limit: in
     items = [{"id": c.id, "title": c.title, "updated_at": c.updated_at, "model": c.model,
               "message_count": n} for c, n in session.exec(stmt)]
     return items, total
+
+
+def _message_search(session: Session, q: str) -> Any:
+    """Conversation ids whose messages contain every word of `q` (as prefixes), via the full-text index."""
+    words = re.findall(r"\w+", q.lower())[:8]
+    if not words:
+        return None
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        match = " ".join(f'"{w}"*' for w in words)
+        return select(Message.conversation_id).where(
+            text("message.rowid IN (SELECT rowid FROM message_fts WHERE message_fts MATCH :match)")
+            .bindparams(match=match))
+    if dialect == "postgresql":
+        query = " & ".join(f"{w}:*" for w in words)
+        return select(Message.conversation_id).where(
+            func.to_tsvector("simple", Message.content).op("@@")(func.to_tsquery("simple", query)))
+    like = [func.lower(Message.content).like(f"%{w}%") for w in words]
+    return select(Message.conversation_id).where(*like)
 
 
 def rename_conversation(session: Session, *, conversation_id: str, user_id: str, title: str) -> bool:

@@ -42,6 +42,8 @@ class Conversation(SQLModel, table=True):
     model: str | None = None
     system_prompt: str | None = Field(default=None, sa_column=Column(Text))
     temperature: float | None = None
+    # The message the conversation currently ends at; earlier branches stay reachable.
+    leaf_id: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow, index=True)
 
@@ -52,6 +54,8 @@ class Message(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True)
     conversation_id: str = Field(index=True, foreign_key="conversation.id")
     position: int = Field(index=True)
+    # Messages form a tree: regenerating or editing adds a sibling, the old branch is kept.
+    parent_id: str | None = Field(default=None, index=True)
     role: str
     content: str = Field(default="", sa_column=Column(Text, nullable=False))
     run_id: str | None = Field(default=None, index=True)

@@ -55,6 +55,10 @@ class Provider(ABC):
         """Why this provider cannot be used right now (e.g. which key is missing), or None."""
         return None
 
+    def context_tokens(self, model: str) -> int | None:
+        """The model's context window in tokens, when it is small enough to matter."""
+        return None
+
     def accepts(self, model: str) -> bool:
         """Whether a model name is valid here (servers may host models we do not list)."""
         return model in self.models()

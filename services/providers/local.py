@@ -35,6 +35,10 @@ class LocalProvider(Provider):
         """The one embedded model."""
         return ["smollm2"]
 
+    def context_tokens(self, model: str) -> int | None:
+        """llama.cpp's configured context."""
+        return self._n_ctx
+
     def unavailable_reason(self) -> str | None:
         """Missing package or weights."""
         try:
