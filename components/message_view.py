@@ -1,8 +1,10 @@
-"""One chat message: role, time, body, and for replies the model, tokens, cost and status."""
+"""One chat message: role, time, body, actions, and for replies the model, tokens, cost and status."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 from nicegui import ui
 
@@ -11,24 +13,49 @@ from components.streaming_markdown import StreamingMarkdown
 STATUS_LABEL = {"stopped": "stopped", "failed": "failed", "interrupted": "interrupted",
                 "running": "generating…"}
 
+Handler = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Branch:
+    """Where a message sits among its siblings, and how to switch."""
+
+    index: int
+    count: int
+    go: Callable[[int], Awaitable[None]]
+
 
 class MessageView:
     """Draws a message; a reply's footer and body can be updated as its run streams."""
 
-    def __init__(self, *, role: str, content: str = "", created: Any = None, live: bool = False) -> None:
+    def __init__(self, *, role: str, content: str = "", created: datetime | None = None, live: bool = False,
+                 branch: Branch | None = None, on_edit: Callable[[str], Awaitable[None]] | None = None,
+                 on_regenerate: Handler | None = None) -> None:
         self.role = role
+        self.content = content
         card_class = "lantern-msg-user" if role == "user" else "lantern-msg-assistant"
         with ui.column().classes(f"w-full gap-1 rounded-lg px-4 py-3 {card_class}") as self.box:
             with ui.row().classes("w-full items-center gap-2 text-xs opacity-70"):
                 ui.icon("person" if role == "user" else "auto_awesome")
                 ui.label({"user": "You", "assistant": "Assistant"}.get(role, role.title()))
                 if created is not None:
-                    ui.label(created.strftime("%H:%M")).tooltip(created.isoformat(timespec="seconds"))
+                    ui.label(created.strftime("%Y-%m-%d %H:%M")).tooltip(created.isoformat(timespec="seconds"))
+                ui.space()
+                if branch is not None and branch.count > 1:
+                    self._switcher(branch)
+                if on_edit is not None:
+                    ui.button(icon="edit", on_click=lambda: self._start_edit(on_edit)) \
+                        .props("flat round dense size=sm").tooltip("Edit and rerun from here").mark("edit")
+                if on_regenerate is not None:
+                    ui.button(icon="refresh", on_click=on_regenerate) \
+                        .props("flat round dense size=sm").tooltip("Regenerate").mark("regenerate")
             self.body: StreamingMarkdown | None = None
             if role == "user":
-                ui.label(content).classes("whitespace-pre-wrap")
+                self.text = ui.label(content).classes("whitespace-pre-wrap")
             else:
                 self.body = StreamingMarkdown(live=live)
+            self.note = ui.label("").classes("text-xs opacity-70 italic")
+            self.note.set_visibility(False)
             self.error = ui.label("").classes("text-negative text-sm")
             self.error.set_visibility(False)
             self.footer = ui.label("").classes("text-xs opacity-60")
@@ -45,3 +72,40 @@ class MessageView:
         """An error a person can act on, in the reply itself."""
         self.error.text = message
         self.error.set_visibility(True)
+
+    def show_note(self, text: str) -> None:
+        """A quiet remark, e.g. that earlier messages did not fit the context window."""
+        self.note.text = text
+        self.note.set_visibility(True)
+
+    def _switcher(self, branch: Branch) -> None:
+        """Previous / "2 of 3" / next, between sibling versions of this message."""
+        ui.button(icon="chevron_left", on_click=lambda: branch.go(branch.index - 1)) \
+            .props("flat round dense size=sm").tooltip("Previous version").mark("branch-prev") \
+            .set_enabled(branch.index > 0)
+        ui.label(f"{branch.index + 1}/{branch.count}")
+        ui.button(icon="chevron_right", on_click=lambda: branch.go(branch.index + 1)) \
+            .props("flat round dense size=sm").tooltip("Next version").mark("branch-next") \
+            .set_enabled(branch.index + 1 < branch.count)
+
+    def _start_edit(self, on_edit: Callable[[str], Awaitable[None]]) -> None:
+        """Swap the text for an editor with Save and Cancel."""
+        self.text.set_visibility(False)
+        with self.box:
+            editor = ui.column().classes("w-full gap-1")
+        with editor:
+            box = ui.textarea(value=self.content).props("autogrow outlined autofocus").classes("w-full") \
+                .mark("edit-box")
+
+            async def save() -> None:
+                await on_edit(box.value or "")
+
+            def cancel() -> None:
+                editor.delete()
+                self.text.set_visibility(True)
+
+            box.on("keydown.enter.exact.prevent", save)
+            box.on("keydown.esc", cancel)
+            with ui.row().classes("w-full justify-end gap-2"):
+                ui.button("Cancel", on_click=cancel).props("flat dense")
+                ui.button("Save & rerun", on_click=save).props("dense").mark("edit-save")

@@ -108,7 +108,8 @@ class ChatService:
         run.config.update(message_id=message_id, dropped_messages=dropped)
         request = ChatRequest(model=model_name, messages=history, system=system,
                               temperature=temperature, max_tokens=max_tokens)
-        body = ReplyBody(db=self.db, provider=provider, request=request, message_id=message_id)
+        body = ReplyBody(db=self.db, provider=provider, request=request, message_id=message_id,
+                         dropped=dropped)
         active = await self.runs.start(run, body)
         return ChatStart(conversation_id=conv_id, run=active, provider=provider.name,
                          model=model_id, message_id=message_id, dropped=dropped)
@@ -134,8 +135,10 @@ class ChatService:
 class ReplyBody:
     """One assistant reply: streams the provider, then stores the message with its status."""
 
-    def __init__(self, *, db: Database, provider: Provider, request: ChatRequest, message_id: str) -> None:
+    def __init__(self, *, db: Database, provider: Provider, request: ChatRequest, message_id: str,
+                 dropped: int = 0) -> None:
         self.db = db
+        self.dropped = dropped
         self.provider = provider
         self.request = request
         self.message_id = message_id
@@ -158,8 +161,11 @@ class ReplyBody:
         if self.usage is not None:
             fields.update(input_tokens=self.usage.input_tokens, output_tokens=self.usage.output_tokens,
                           cost_usd=self.usage.cost_usd)
+        extra: dict[str, Any] = {"dropped_messages": self.dropped} if self.dropped else {}
         if error is not None:
-            fields["extra"] = {"error": {"type": error.kind, "message": str(error)}}
+            extra["error"] = {"type": error.kind, "message": str(error)}
+        if extra:
+            fields["extra"] = extra
         await self.db.call(conv_repo.update_message, message_id=self.message_id, **fields)
         return {"message": {"role": "assistant", "content": content}}
 

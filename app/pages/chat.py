@@ -1,4 +1,4 @@
-"""The Chat page: stored conversations, streamed replies, stop, re-attach after reload."""
+"""The Chat page: conversations with streamed replies, stop, regenerate, edit, branches, re-attach."""
 
 from __future__ import annotations
 
@@ -10,10 +10,14 @@ from app.auth import current_user_id
 from app.context import Lantern
 from app.pages.frame import frame
 from components.conversation_list import ConversationList
-from components.message_view import MessageView
+from components.message_view import Branch, MessageView
+from services.chat import ChatStart
 from services.errors import LanternError
 from services.events import Done, Error, TextDelta, Usage
 from storage import conversations as conv_repo
+from storage.conversations import PathEntry
+
+HISTORY_PAGE = 40  # messages drawn at first; older ones on request, so long histories open fast
 
 
 def register(lantern: Lantern) -> None:
@@ -38,122 +42,189 @@ class ChatPage:
 
     async def build(self) -> None:
         """Draw the page and re-attach to a reply still being generated."""
-        user_id = current_user_id()
-        conv, messages = None, []
+        conv = None
         if self.conversation_id:
             conv = await self.lantern.db.call(conv_repo.get_conversation,
-                                              conversation_id=self.conversation_id, user_id=user_id)
-            if conv is not None:
-                messages = await self.lantern.db.call(conv_repo.list_messages,
-                                                      conversation_id=self.conversation_id)
+                                              conversation_id=self.conversation_id, user_id=current_user_id())
         with frame("Chat") as chrome:
             with chrome.drawer:
                 self.sidebar = ConversationList(load=self._list, rename=self._rename, delete=self._delete,
                                                 current=self.conversation_id)
             await self.sidebar.refresh()
             if self.conversation_id and conv is None:
-                ui.label("This conversation does not exist (it may have been deleted).") \
-                    .classes("text-lg")
+                ui.label("This conversation does not exist (it may have been deleted).").classes("text-lg")
                 ui.link("Start a new chat", "/")
                 return
-            self._controls(conv.model if conv else None)
+            self._controls(conv)
             self.thread = ui.column().classes("w-full gap-3")
-            with self.thread:
-                self.empty = ui.label("Ask anything. Enter sends, Shift+Enter adds a line.") \
-                    .classes("opacity-60 self-center py-12")
-                self.empty.set_visibility(not messages)
-                live = [found for m in messages if (found := await self._show_stored(m))]
             self._composer()
-            for run_id, view in live:
-                self._follow(run_id, view)
+            await self.render_thread()
 
-    async def _list(self, q: str) -> list[dict[str, Any]]:
-        """The sidebar's rows."""
-        items, _total = await self.lantern.db.call(conv_repo.list_conversations, user_id=current_user_id(),
-                                                   q=q, limit=100)
-        return items
+    # ---- drawing -------------------------------------------------------------------------------
 
-    async def _rename(self, conversation_id: str, title: str) -> None:
-        """Rename from the sidebar."""
-        await self.lantern.db.call(conv_repo.rename_conversation, conversation_id=conversation_id,
-                                   user_id=current_user_id(), title=title)
-
-    async def _delete(self, conversation_id: str) -> None:
-        """Delete from the sidebar (after its confirmation)."""
-        await self.lantern.db.call(conv_repo.delete_conversation, conversation_id=conversation_id,
-                                   user_id=current_user_id())
-        ui.notify("Conversation deleted.")
-
-    def _controls(self, model: str | None) -> None:
-        """Model picker."""
-        options = {m.id: m.id for m in self.lantern.registry.list_models() if m.available}
-        current = model if model in options else self.lantern.registry.default_model
+    def _controls(self, conv: Any) -> None:
+        """Model picker, conversation settings and export."""
+        models = self.lantern.registry.list_models()
+        options = {m.id: m.id for m in models if m.available}
+        current = conv.model if conv and conv.model in options else self.lantern.registry.default_model
         if current not in options and options:
             current = next(iter(options))
         with ui.row().classes("w-full items-center gap-2"):
             self.model = ui.select(options, value=current, label="Model").classes("min-w-64") \
                 .props("dense outlined")
-            unavailable = [m for m in self.lantern.registry.list_models() if not m.available]
+            unavailable = sorted({f"{m.provider}: {m.reason}" for m in models if not m.available})
             if unavailable:
-                reasons = sorted({f"{m.provider}: {m.reason}" for m in unavailable})
-                ui.icon("info").classes("opacity-60").tooltip("Not available: " + "; ".join(reasons))
+                ui.icon("info").classes("opacity-60").tooltip("Not available: " + "; ".join(unavailable))
+            ui.space()
+            self.export = ui.button("Export", icon="download").props("flat dense")
+            with self.export, ui.menu():
+                for fmt, label in (("md", "Markdown"), ("json", "JSON (lossless)"), ("pdf", "PDF")):
+                    ui.menu_item(label, lambda f=fmt: self._download(f)).mark(f"export-{fmt}")
+            self.export.set_visibility(conv is not None)
+        with ui.expansion("Conversation settings", icon="tune").classes("w-full") \
+                .props("dense header-class=text-sm"):
+            self.system = ui.textarea("System prompt", value=conv.system_prompt if conv else "") \
+                .props("autogrow outlined").classes("w-full").mark("system-prompt")
+            with ui.row().classes("w-full items-center gap-4"):
+                ui.label("Temperature")
+                self.temperature = ui.slider(min=0, max=2, step=0.1,
+                                             value=conv.temperature if conv and conv.temperature is not None
+                                             else 0.7).props("label-always").classes("max-w-xs")
 
     def _composer(self) -> None:
-        """Input, send and stop."""
+        """Input, send and stop; Enter sends, Shift+Enter adds a line, Esc stops."""
         with ui.row().classes("w-full items-end gap-2 sticky bottom-0 py-2 bg-inherit"):
             self.input = ui.textarea(placeholder="Message Lantern…").props("autogrow outlined autofocus") \
-                .classes("flex-grow")
+                .classes("flex-grow").mark("composer")
             self.input.on("keydown.enter.exact.prevent", self.send)
             self.input.on("keydown.esc", self.stop)
             self.send_button = ui.button(icon="send", on_click=self.send).props("round").tooltip("Send (Enter)")
             self.stop_button = ui.button(icon="stop", on_click=self.stop).props("round color=negative") \
                 .tooltip("Stop (Esc)")
             self.stop_button.set_visibility(False)
+        ui.keyboard(lambda e: self.stop() if e.key.escape and e.action.keydown else None, ignore=[])
 
-    async def _show_stored(self, message: Any) -> tuple[str, MessageView] | None:
-        """Draw a stored message; a reply still running is returned, to be followed live."""
-        view = MessageView(role=message.role, content=message.content, created=message.created_at,
-                           live=message.status == "running")
+    async def render_thread(self, *, show_all: bool = False) -> None:
+        """Draw the current branch; replies still being written are followed live."""
+        entries: list[PathEntry] = []
+        if self.conversation_id:
+            entries = await self.lantern.db.call(conv_repo.current_path, conversation_id=self.conversation_id)
+        hidden = 0 if show_all else max(0, len(entries) - HISTORY_PAGE)
+        live: list[tuple[str, MessageView]] = []
+        self.thread.clear()
+        with self.thread:
+            if not entries:
+                ui.label("Ask anything. Enter sends, Shift+Enter adds a line.") \
+                    .classes("opacity-60 self-center py-12")
+            if hidden:
+                ui.button(f"Show {hidden} earlier messages", icon="expand_less",
+                          on_click=lambda: self.render_thread(show_all=True)).props("flat dense")
+            for i, entry in enumerate(entries[hidden:], start=hidden):
+                if (following := await self._show(entry, last=i == len(entries) - 1)) is not None:
+                    live.append(following)
+        for run_id, view in live:
+            self._follow(run_id, view)
+
+    async def _show(self, entry: PathEntry, *, last: bool) -> tuple[str, MessageView] | None:
+        """Draw one message; a reply still running is returned, to be followed live."""
+        m = entry.message
+        running = m.status == "running" and m.run_id in self.lantern.runs.active
+        siblings = entry.siblings
+        view = MessageView(
+            role=m.role, content=m.content, created=m.created_at, live=running,
+            branch=Branch(index=entry.index, count=len(siblings),
+                          go=lambda i: self._switch(siblings[i])),
+            on_edit=(lambda text: self._edit(m.id, text)) if m.role == "user" else None,
+            on_regenerate=self._regenerate if m.role == "assistant" and last else None)
         if view.body is None:
             return None
-        if message.status == "running" and message.run_id in self.lantern.runs.active:
-            return message.run_id, view
-        else:
-            await view.body.load(message.content, live=False)
-            view.show_usage(model=message.model, input_tokens=message.input_tokens,
-                            output_tokens=message.output_tokens, cost_usd=message.cost_usd,
-                            status=message.status)
-            if err := message.extra.get("error"):
-                view.show_error(err["message"])
+        if running and m.run_id:
+            active = self.lantern.runs.active[m.run_id]
+            self._note_dropped(view, active.run.config.get("dropped_messages", 0))
+            return m.run_id, view
+        await view.body.load(m.content, live=False)
+        view.show_usage(model=m.model, input_tokens=m.input_tokens, output_tokens=m.output_tokens,
+                        cost_usd=m.cost_usd, status=m.status)
+        self._note_dropped(view, m.extra.get("dropped_messages", 0))
+        if err := m.extra.get("error"):
+            view.show_error(err["message"])
         return None
+
+    @staticmethod
+    def _note_dropped(view: MessageView, dropped: int) -> None:
+        """Say when the model did not see the whole conversation."""
+        if dropped:
+            view.show_note(f"{dropped} earlier message{'s' if dropped != 1 else ''} did not fit the "
+                           "model's context window and were not sent.")
+
+    # ---- actions -------------------------------------------------------------------------------
 
     async def send(self) -> None:
         """Send the typed message and stream the reply."""
         text = (self.input.value or "").strip()
-        if self.running_run:
-            ui.notify("A reply is still being written: stop it first (Esc).", type="warning")
-            return
         if not text:
             ui.notify("Type a message first.", type="warning")
             return
+        started = await self._begin(lambda: self.lantern.chat.start(
+            user_id=current_user_id(), messages=[{"role": "user", "content": text}],
+            model=self.model.value, conversation_id=self.conversation_id,
+            system=(self.system.value or "").strip() or None, temperature=self.temperature.value))
+        if started:
+            self.input.value = ""
+
+    async def _regenerate(self) -> None:
+        """A new version of the last reply; the old one stays one click away."""
+        assert self.conversation_id
+        conv_id = self.conversation_id
+        await self._begin(lambda: self.lantern.chat.regenerate(
+            user_id=current_user_id(), conversation_id=conv_id, model=self.model.value))
+
+    async def _edit(self, message_id: str, text: str) -> None:
+        """Rerun the conversation from an edited user message."""
+        assert self.conversation_id
+        conv_id = self.conversation_id
+        await self._begin(lambda: self.lantern.chat.edit(
+            user_id=current_user_id(), conversation_id=conv_id, message_id=message_id, content=text,
+            model=self.model.value))
+
+    async def _begin(self, starter: Any) -> bool:
+        """Start a reply (unless one is running), then redraw the thread to follow it."""
+        if self.running_run:
+            ui.notify("A reply is still being written: stop it first (Esc).", type="warning")
+            return False
         try:
-            start = await self.lantern.chat.start(
-                user_id=current_user_id(), messages=[{"role": "user", "content": text}],
-                model=self.model.value, conversation_id=self.conversation_id)
+            start: ChatStart = await starter()
         except LanternError as exc:
             ui.notify(str(exc), type="negative", multi_line=True)
-            return
-        self.input.value = ""
+            return False
         if self.conversation_id is None:
             self.conversation_id = start.conversation_id
             self.sidebar.current = start.conversation_id
+            self.export.set_visibility(True)
             ui.navigate.history.replace(f"/chat/{start.conversation_id}")
-            await self.sidebar.refresh()
-        self.empty.set_visibility(False)
-        with self.thread:
-            MessageView(role="user", content=text)
-            view = MessageView(role="assistant", live=True)
-        self._follow(start.run.id, view)
+        await self.render_thread()
+        await self.sidebar.refresh()
+        return True
+
+    async def _switch(self, message_id: str) -> None:
+        """Show another version of a message (and the branch below it)."""
+        if self.running_run or not self.conversation_id:
+            return
+        await self.lantern.db.call(conv_repo.select_branch, conversation_id=self.conversation_id,
+                                   user_id=current_user_id(), message_id=message_id)
+        await self.render_thread()
+
+    def _download(self, fmt: str) -> None:
+        """Download the conversation in a format."""
+        if self.conversation_id:
+            ui.download(f"/api/conversations/{self.conversation_id}/export?format={fmt}")
+
+    async def stop(self) -> None:
+        """Stop the reply being written; what was written is kept."""
+        if self.running_run:
+            await self.lantern.runs.stop(self.running_run)
+
+    # ---- streaming -----------------------------------------------------------------------------
 
     def _follow(self, run_id: str, view: MessageView) -> None:
         """Stream a run's events into a reply view, in the background."""
@@ -182,12 +253,27 @@ class ChatPage:
                                     input_tokens=usage.input_tokens if usage else 0,
                                     output_tokens=usage.output_tokens if usage else 0,
                                     cost_usd=usage.cost_usd if usage else 0.0, status=status)
-        self.running_run = None
+        if self.running_run == run_id:
+            self.running_run = None
         if not self.stop_button.is_deleted:
             self.stop_button.set_visibility(False)
             self.send_button.set_visibility(True)
 
-    async def stop(self) -> None:
-        """Stop the reply being written; what was written is kept."""
-        if self.running_run:
-            await self.lantern.runs.stop(self.running_run)
+    # ---- sidebar -------------------------------------------------------------------------------
+
+    async def _list(self, q: str) -> list[dict[str, Any]]:
+        """The sidebar's rows."""
+        items, _total = await self.lantern.db.call(conv_repo.list_conversations, user_id=current_user_id(),
+                                                   q=q, limit=100)
+        return items
+
+    async def _rename(self, conversation_id: str, title: str) -> None:
+        """Rename from the sidebar."""
+        await self.lantern.db.call(conv_repo.rename_conversation, conversation_id=conversation_id,
+                                   user_id=current_user_id(), title=title)
+
+    async def _delete(self, conversation_id: str) -> None:
+        """Delete from the sidebar (after its confirmation)."""
+        await self.lantern.db.call(conv_repo.delete_conversation, conversation_id=conversation_id,
+                                   user_id=current_user_id())
+        ui.notify("Conversation deleted.")

@@ -26,7 +26,7 @@ async def conversation_ids(user: User) -> list[str]:
 async def test_send_shows_the_streamed_reply_and_stores_it(scripted_default: None, user: User) -> None:
     await user.open("/")
     await user.should_see("Ask anything")
-    user.find(ui.textarea).type("Hello there").trigger(SEND)
+    user.find(marker="composer").type("Hello there").trigger(SEND)
     await user.should_see("Hello there")
     await user.should_see("Hello! I am a **scripted** model.")
     await user.should_see("scripted/hello")  # the reply's footer: model, tokens, cost
@@ -40,7 +40,7 @@ async def test_send_shows_the_streamed_reply_and_stores_it(scripted_default: Non
 
 async def test_empty_message_is_refused(scripted_default: None, user: User) -> None:
     await user.open("/")
-    user.find(ui.textarea).type("   ").trigger(SEND)
+    user.find(marker="composer").type("   ").trigger(SEND)
     await user.should_see("Type a message first.")
     assert await conversation_ids(user) == []
 
@@ -48,9 +48,9 @@ async def test_empty_message_is_refused(scripted_default: None, user: User) -> N
 async def test_stop_keeps_the_partial_reply(monkeypatch: pytest.MonkeyPatch, user: User) -> None:
     await user.open("/")
     user.find(ui.select).elements.pop().value = "scripted/slow"
-    user.find(ui.textarea).type("Talk a lot").trigger(SEND)
+    user.find(marker="composer").type("Talk a lot").trigger(SEND)
     await user.should_see("word word")
-    user.find(ui.textarea).trigger("keydown.esc")
+    user.find(marker="composer").trigger("keydown.esc")
     await user.should_see("stopped")
     [conv_id] = await conversation_ids(user)
     conv = (await user.http_client.get(f"/api/conversations/{conv_id}")).json()
@@ -61,7 +61,7 @@ async def test_stop_keeps_the_partial_reply(monkeypatch: pytest.MonkeyPatch, use
 async def test_reload_mid_reply_shows_everything_and_continues(user: User) -> None:
     await user.open("/")
     user.find(ui.select).elements.pop().value = "scripted/slow"
-    user.find(ui.textarea).type("Talk a lot").trigger(SEND)
+    user.find(marker="composer").type("Talk a lot").trigger(SEND)
     await user.should_see("word word")
     [conv_id] = await conversation_ids(user)
     await user.open(f"/chat/{conv_id}")  # a reload: a new page for the same conversation
@@ -91,7 +91,7 @@ async def test_navigation_reaches_every_section(user: User) -> None:
 async def test_sidebar_lists_searches_renames_and_deletes(scripted_default: None, user: User) -> None:
     for text in ("Plans for the weekend", "Quarterly revenue report"):
         await user.open("/")
-        user.find(ui.textarea).type(text).trigger(SEND)
+        user.find(marker="composer").type(text).trigger(SEND)
         await user.should_see("I am a **scripted** model")
     await user.open("/")
     await user.should_see("Plans for the weekend")
@@ -112,3 +112,62 @@ async def test_sidebar_lists_searches_renames_and_deletes(scripted_default: None
     await user.should_see("Nothing matches.")
     titles = [i["title"] for i in (await user.http_client.get("/api/conversations")).json()["items"]]
     assert titles == ["Plans for the weekend"]
+
+
+async def test_regenerate_and_switch_between_versions(user: User) -> None:
+    await user.open("/")
+    user.find(ui.select).elements.pop().value = "scripted/echo"
+    user.find(marker="composer").type("Ping").trigger(SEND)
+    await user.should_see("You said: Ping")
+    user.find(marker="regenerate").click()
+    await user.should_see("2/2")
+    user.find(marker="branch-prev").click()
+    await user.should_see("1/2")
+    [conv_id] = await conversation_ids(user)
+    conv = (await user.http_client.get(f"/api/conversations/{conv_id}")).json()
+    assert [m["role"] for m in conv["messages"]] == ["user", "assistant", "assistant"]
+
+
+async def test_edit_reruns_from_the_edited_message(user: User) -> None:
+    await user.open("/")
+    user.find(ui.select).elements.pop().value = "scripted/echo"
+    user.find(marker="composer").type("First question").trigger(SEND)
+    await user.should_see("You said: First question")
+    user.find(marker="edit").click()
+    user.find(marker="edit-box").clear().type("Better question")
+    user.find(marker="edit-save").click()
+    await user.should_see("You said: Better question")
+    await user.should_not_see("You said: First question")
+    await user.should_see("2/2")  # the edited message has two versions
+    user.find(marker="branch-prev").click()
+    await user.should_see("You said: First question")
+
+
+async def test_system_prompt_and_temperature_reach_the_model(user: User) -> None:
+    await user.open("/")
+    user.find(ui.select).elements.pop().value = "scripted/echo"
+    user.find(marker="system-prompt").type("Answer like a pirate.")
+    user.find(ui.slider).elements.pop().value = 0.3
+    user.find(marker="composer").type("Hi").trigger(SEND)
+    await user.should_see("You said: Hi")
+    [conv_id] = await conversation_ids(user)
+    conv = (await user.http_client.get(f"/api/conversations/{conv_id}")).json()
+    assert conv["system_prompt"] == "Answer like a pirate." and conv["temperature"] == 0.3
+    await user.open(f"/chat/{conv_id}")
+    await user.should_see("Answer like a pirate.")  # settings come back with the conversation
+
+
+async def test_long_history_opens_with_the_newest_messages(user: User) -> None:
+    conv_id = None
+    for i in range(25):
+        body: dict[str, object] = {"messages": [{"role": "user", "content": f"Question number {i}"}],
+                                   "model": "scripted/echo"}
+        if conv_id:
+            body["conversation_id"] = conv_id
+        conv_id = (await user.http_client.post("/api/chat", json=body)).json()["conversation_id"]
+    await user.open(f"/chat/{conv_id}")
+    await user.should_see("You said: Question number 24")
+    await user.should_see("Show 10 earlier messages")
+    await user.should_not_see("Question number 4")
+    user.find("Show 10 earlier messages").click()
+    await user.should_see("You said: Question number 0")
