@@ -85,8 +85,9 @@ class RunManager:
         active = self.active.get(run_id)
         if active is None or active.task is None or active.task.done():
             return False
-        active.stop_requested = True
-        active.task.cancel()
+        if not active.stop_requested:  # a second cancel would interrupt the clean-up of the first
+            active.stop_requested = True
+            active.task.cancel()
         await asyncio.wait({active.task}, timeout=5)
         return True
 
@@ -143,7 +144,8 @@ class RunManager:
             error, status = LanternError("internal error; see the server log"), "failed"
             await self._emit(active, Error(error_type="internal", message=str(error)))
             del exc
-        await self._finish(active, status, error)
+        # Shielded: a further cancel (a second stop, shutdown) must not lose the partial output.
+        await asyncio.shield(self._finish(active, status, error))
 
     async def _finish(self, active: ActiveRun, status: str, error: LanternError | None) -> None:
         """Persist the result and final events, then wake subscribers for the last time."""

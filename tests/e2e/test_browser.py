@@ -61,3 +61,31 @@ async def test_html_and_script_in_model_output_never_run(app_process: AppProcess
     if await link.count():
         await link.first.click()
     assert await page.evaluate("window.__xss") is None
+
+
+async def choose_model(page: Any, model: str) -> None:
+    await page.get_by_label("Model").click()
+    await page.get_by_role("option", name=model).click()
+
+
+async def test_reload_mid_reply_continues_and_esc_stops(app_process: AppProcess, page: Any) -> None:
+    await page.goto(app_process.url)
+    await page.get_by_text("Ask anything").wait_for()
+    await choose_model(page, "scripted/slow")
+    await send(page, "Talk for a while")
+    reply = page.locator(".lantern-md").last
+    await page.wait_for_function("() => (document.querySelector('.lantern-md')?.innerText || '').length > 50")
+    await page.reload()  # the run goes on without the tab; the new page replays and follows it
+    await page.get_by_role("main").get_by_text("Talk for a while").wait_for()
+    before = len(await reply.inner_text())
+    assert before > 50
+    await page.wait_for_function(f"() => document.querySelector('.lantern-md').innerText.length > {before + 20}")
+    await page.keyboard.press("Escape")
+    await page.get_by_text("stopped").wait_for(timeout=10_000)
+    kept = await reply.inner_text()
+    await asyncio.sleep(0.5)
+    assert await reply.inner_text() == kept  # nothing arrives after stop
+    listing = httpx.get(f"{app_process.url}/api/conversations").json()
+    conv = httpx.get(f"{app_process.url}/api/conversations/{listing['items'][0]['id']}").json()
+    assert conv["messages"][-1]["status"] == "stopped"
+    assert conv["messages"][-1]["content"].strip() == kept.strip()

@@ -103,3 +103,17 @@ async def test_shutdown_marks_running_work_interrupted(lantern: Any) -> None:
     assert run.status == "interrupted"
     msgs = await lantern.db.call(conv_repo.list_messages, conversation_id=start.conversation_id)
     assert msgs[-1].status == "interrupted" and msgs[-1].content.startswith("word")
+
+
+async def test_repeated_stops_still_store_the_partial_reply(lantern: Any) -> None:
+    start = await lantern.chat.start(user_id="local", messages=[{"role": "user", "content": "Go"}],
+                                     model="scripted/slow")
+    await asyncio.sleep(0.2)
+    first = asyncio.create_task(lantern.runs.stop(start.run.id))
+    await asyncio.sleep(0.005)  # the run is now storing its partial output
+    await lantern.runs.stop(start.run.id)  # a second Esc, or a second tab pressing Stop
+    assert await first is True
+    events = [e for _, e in await asyncio.wait_for(collect(lantern, start.run.id), 10)]
+    assert events[-1] == Done(status="stopped", run_id=start.run.id)
+    msgs = await lantern.db.call(conv_repo.list_messages, conversation_id=start.conversation_id)
+    assert msgs[-1].status == "stopped" and msgs[-1].content.startswith("word")
