@@ -20,7 +20,7 @@ def build(lantern: Lantern) -> None:
     """Register everything on NiceGUI's app (FastAPI underneath)."""
     app.add_static_files("/static", STATIC)
     css = highlight_css()
-    app.add_api_route("/static/highlight.css", lambda: PlainTextResponse(css, media_type="text/css"),
+    app.add_api_route("/lantern/highlight.css", lambda: PlainTextResponse(css, media_type="text/css"),
                       include_in_schema=False)
     errors.install(app)
     app.include_router(build_router(lantern))

@@ -30,7 +30,7 @@ class Chrome:
 def frame(title: str) -> Iterator[Chrome]:
     """Header, navigation and dark mode around a page's content."""
     ui.add_head_html('<link rel="stylesheet" href="/static/lantern.css">')
-    ui.add_head_html('<link rel="stylesheet" href="/static/highlight.css">')
+    ui.add_head_html('<link rel="stylesheet" href="/lantern/highlight.css">')
     dark = ui.dark_mode(app.storage.user.get("dark", None) if _has_user_storage() else None)
     with ui.left_drawer(value=True, bordered=True).classes("px-2 py-4") as drawer:
         for label, path, icon in NAV:

@@ -91,3 +91,9 @@ async def test_bad_requests_get_clear_errors_and_store_nothing(user: User) -> No
     assert (await client.get("/api/conversations/nope")).status_code == 404
     assert (await client.get("/api/runs/nope/events")).status_code == 404
     assert (await client.get("/api/conversations")).json()["total"] == 0
+
+
+async def test_page_styles_are_served(user: User) -> None:
+    css = await user.http_client.get("/lantern/highlight.css")
+    assert css.status_code == 200 and ".lantern-md .hl .k" in css.text  # keywords are coloured
+    assert (await user.http_client.get("/static/lantern.css")).status_code == 200

@@ -1,0 +1,65 @@
+"""Regenerate the README screenshots: `.venv/bin/python docs/make_screenshots.py` (needs Debian chromium)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from playwright.async_api import async_playwright  # noqa: E402
+
+from tests.conftest import AppProcess  # noqa: E402
+from tests.e2e.conftest import CHROMIUM, FLAGS  # noqa: E402
+
+SHOWCASE = """Here is a function that reverses a string, and how it behaves.
+
+```python
+def reverse(text: str) -> str:
+    \"\"\"Return `text` backwards.\"\"\"
+    return text[::-1]
+```
+
+| input | output |
+|---|---|
+| `"lantern"` | `"nretnal"` |
+| `""` | `""` |
+
+Slicing with a step of **-1** walks the string from the end, so it runs in *O(n)*.
+"""
+
+
+async def main() -> None:
+    """Start the app with a scripted showcase reply and take light and dark screenshots."""
+    out = ROOT / "docs" / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    scripts = {"showcase": {"replies": [SHOWCASE], "delay": 0.005, "chunk": 6}}
+    with tempfile.TemporaryDirectory() as tmp:
+        app = AppProcess(Path(tmp) / "data", {"LANTERN_SCRIPTS": json.dumps(scripts),
+                                              "LANTERN_DEFAULT_MODEL": "scripted/showcase"})
+        app.wait_ready()
+        try:
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+                page = await browser.new_page(viewport={"width": 1280, "height": 820})
+                await page.goto(app.url)
+                await page.get_by_text("Ask anything").wait_for()
+                box = page.get_by_placeholder("Message Lantern…")
+                await box.fill("How do I reverse a string in Python?")
+                await box.press("Enter")
+                await page.get_by_text("scripted/showcase ·").wait_for(timeout=30_000)
+                await page.screenshot(path=str(out / "chat.png"))
+                await page.keyboard.press("Control+Shift+D")
+                await asyncio.sleep(0.5)
+                await page.screenshot(path=str(out / "chat-dark.png"))
+                await browser.close()
+        finally:
+            app.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
