@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -18,8 +17,7 @@ from services.errors import (
 )
 from services.events import Event, TextDelta, Usage
 from services.providers.base import ChatRequest, Provider
-
-_END = object()
+from services.providers.threaded import stream_from_thread
 
 
 class BedrockProvider(Provider):
@@ -54,29 +52,13 @@ class BedrockProvider(Provider):
         """Read ConverseStream in a thread; cancelling stops reading and closes the stream."""
         if (reason := self.unavailable_reason()) is not None:
             raise ProviderAuth(reason)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancel = threading.Event()
-
-        def put(item: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def work() -> None:
-            try:
-                self._converse(request, cancel, put)
-            except BaseException as exc:
-                put(exc)
-            finally:
-                put(_END)
-
-        loop.run_in_executor(None, work)
         try:
-            while (item := await queue.get()) is not _END:
-                if isinstance(item, BaseException):
-                    raise _translate(item) from item
-                yield item
-        finally:
-            cancel.set()
+            async for event in stream_from_thread(lambda put, cancel: self._converse(request, cancel, put)):
+                yield event
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise _translate(exc) from exc
 
     def _converse(self, request: ChatRequest, cancel: threading.Event, put: Any) -> None:
         """Blocking ConverseStream read (worker thread)."""
@@ -114,8 +96,6 @@ class BedrockProvider(Provider):
 
 def _translate(exc: BaseException) -> ProviderError:
     """botocore errors as ours."""
-    if isinstance(exc, ProviderError):
-        return exc
     code = getattr(exc, "response", {}).get("Error", {}).get("Code", "") if hasattr(exc, "response") else ""
     if code in ("AccessDeniedException", "UnrecognizedClientException", "ExpiredTokenException"):
         return ProviderAuth("Bedrock rejected the AWS credentials: check them and model access")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import AsyncIterator
 from importlib import metadata
@@ -12,8 +11,7 @@ from typing import Any
 from services.errors import BadInput, ProviderUnavailable
 from services.events import Event, TextDelta, Usage
 from services.providers.base import ChatRequest, Provider, as_dicts
-
-_END = object()
+from services.providers.threaded import stream_from_thread
 
 
 class LocalProvider(Provider):
@@ -65,40 +63,14 @@ class LocalProvider(Provider):
         return None
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
-        """Generate in a thread, hand tokens over a queue; cancelling stops at the next token."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancel = threading.Event()
-
-        def put(item: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def work() -> None:
-            try:
-                put(self._generate(request, cancel, put))
-            except BaseException as exc:  # handed to the event loop side and re-raised there
-                put(exc)
-            finally:
-                put(_END)
-
-        worker = loop.run_in_executor(None, work)
-        usage: Usage | None = None
+        """Generate in a worker thread; cancelling stops at the next token."""
         try:
-            while (item := await queue.get()) is not _END:
-                if isinstance(item, str):
-                    yield TextDelta(delta=item)
-                elif isinstance(item, Usage):
-                    usage = item
-                elif isinstance(item, BaseException):
-                    err = _translate(item)
-                    raise err from (None if err is item else item)
-            if usage is not None:
-                yield usage
-        finally:
-            cancel.set()
-            if not worker.done():
-                # Let the thread notice the flag without blocking the loop.
-                worker.add_done_callback(lambda f: f.exception())
+            async for item in stream_from_thread(lambda put, cancel: put(self._generate(request, cancel, put))):
+                yield TextDelta(delta=item) if isinstance(item, str) else item
+        except (ProviderUnavailable, BadInput):
+            raise
+        except Exception as exc:
+            raise _translate(exc) from exc
 
     def _generate(self, request: ChatRequest, cancel: threading.Event, put: Any) -> Usage:
         """Blocking generation (worker thread)."""
@@ -140,8 +112,6 @@ class LocalProvider(Provider):
 
 def _translate(exc: BaseException) -> BaseException:
     """llama.cpp errors as ours."""
-    if isinstance(exc, (ProviderUnavailable, BadInput)):
-        return exc
     if isinstance(exc, ValueError) and "context" in str(exc).lower():
         return BadInput(f"The conversation is too long for the local model: {exc}")
     if isinstance(exc, ImportError):
