@@ -60,7 +60,7 @@ def conversation_document(session: Session, *, conversation_id: str, user_id: st
         "format": DOCUMENT_FORMAT,
         "version": DOCUMENT_VERSION,
         "exported_at": _iso(datetime.now(UTC)),
-        "conversation": _conversation_fields(conv),
+        **_conversation_fields(conv),
         "messages": [_message_fields(m) for m in messages],
         "current_path": [entry.message.id for entry in path],
     }
@@ -73,12 +73,11 @@ def to_json(doc: dict[str, Any]) -> str:
 
 def to_markdown(doc: dict[str, Any]) -> str:
     """The current branch as Markdown; message contents verbatim."""
-    conv = doc["conversation"]
-    meta = [f"Model: {conv['model']}"] if conv.get("model") else []
+    meta = [f"Model: {doc['model']}"] if doc.get("model") else []
     meta.append(f"Exported {_human_time(doc['exported_at'])}")
-    out = [f"# {_one_line(conv['title'])}", "", f"_{' · '.join(meta)}_", ""]
-    if conv.get("system_prompt"):
-        out += ["**System prompt**", "", _quote(conv["system_prompt"]), ""]
+    out = [f"# {_one_line(doc['title'])}", "", f"_{' · '.join(meta)}_", ""]
+    if doc.get("system_prompt"):
+        out += ["**System prompt**", "", _quote(doc["system_prompt"]), ""]
     for m in current_branch(doc):
         heading = f"## {_speaker(m)}"
         if m["status"] in STATUS_LABEL:
@@ -105,12 +104,11 @@ def to_pdf(doc: dict[str, Any]) -> bytes:
 
 def to_html(doc: dict[str, Any]) -> str:
     """The print HTML of the current branch: raw HTML in messages is escaped, code highlighted."""
-    conv = doc["conversation"]
-    meta = [f"Model: {conv['model']}"] if conv.get("model") else []
+    meta = [f"Model: {doc['model']}"] if doc.get("model") else []
     meta.append(f"Exported {_human_time(doc['exported_at'])}")
-    parts = [f"<h1>{escape(conv['title'])}</h1>", f'<p class="meta">{escape(" · ".join(meta))}</p>']
-    if conv.get("system_prompt"):
-        parts.append(f'<div class="system"><b>System prompt</b><div class="plain">{escape(conv["system_prompt"])}'
+    parts = [f"<h1>{escape(doc['title'])}</h1>", f'<p class="meta">{escape(" · ".join(meta))}</p>']
+    if doc.get("system_prompt"):
+        parts.append(f'<div class="system"><b>System prompt</b><div class="plain">{escape(doc["system_prompt"])}'
                      "</div></div>")
     for m in current_branch(doc):
         head = (f'<span class="who">{escape(_speaker(m))}</span> '
@@ -123,13 +121,13 @@ def to_html(doc: dict[str, Any]) -> str:
         if m["role"] == "assistant":
             extra += f'<p class="usage">{escape(_usage(m))}</p>'
         parts.append(f'<section class="msg {escape(m["role"])}"><p class="head">{head}</p>{body}{extra}</section>')
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(conv["title"])}</title>'
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(doc["title"])}</title>'
             f"<style>{PAGE_CSS}{_code_css()}</style></head><body>{''.join(parts)}</body></html>")
 
 
 def filename(doc: dict[str, Any], fmt: str) -> str:
     """A safe ASCII file name from the title, e.g. `my-chat-about-sql.md`."""
-    ascii_title = unicodedata.normalize("NFKD", doc["conversation"]["title"]).encode("ascii", "ignore").decode()
+    ascii_title = unicodedata.normalize("NFKD", doc["title"]).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:SLUG_CHARS].rstrip("-")
     return f"{slug or 'conversation'}.{fmt}"
 
@@ -211,8 +209,11 @@ def _usage(message: dict[str, Any]) -> str:
 
 
 def _money(cost: float) -> str:
-    """Dollars with enough decimals to show sub-cent costs."""
-    return f"${cost:.2f}" if cost == 0 or cost >= 0.01 else f"${cost:.6f}".rstrip("0")
+    """Dollars with enough decimals (up to six) to show sub-cent costs: `$0.0123`, `$0.50`, `$12.00`."""
+    if cost >= 1:
+        return f"${cost:,.2f}"
+    whole, _, fraction = f"{cost:.6f}".rstrip("0").partition(".")
+    return f"${whole}.{fraction.ljust(2, '0')}"
 
 
 def _error_message(message: dict[str, Any]) -> str:

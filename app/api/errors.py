@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from services import errors
+from services.export import ExportUnavailable
 
 STATUS: list[tuple[type[errors.LanternError], int]] = [
     (errors.ProviderAuth, 503),
@@ -17,6 +18,7 @@ STATUS: list[tuple[type[errors.LanternError], int]] = [
     (errors.ProviderBadRequest, 400),
     (errors.UnknownModel, 400),
     (errors.BadInput, 400),
+    (ExportUnavailable, 501),
 ]
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
@@ -14,6 +15,7 @@ from app.api.sse import sse_response
 from app.auth import current_user_id
 from app.context import Lantern
 from services.chat import NotFound
+from services.export import MEDIA_TYPES, conversation_document, filename, to_json, to_markdown, to_pdf
 from storage import conversations as conv_repo
 from storage import runs as run_repo
 
@@ -83,6 +85,24 @@ def build_router(lantern: Lantern) -> APIRouter:
                                      user_id=current_user_id()):
             raise NotFound(f"No conversation {conversation_id}")
         return Response(status_code=204)
+
+    @router.get("/api/conversations/{conversation_id}/export")
+    async def export_conversation(
+        conversation_id: str,
+        fmt: Literal["md", "json", "pdf"] = Query(
+            "md", alias="format", description="md and pdf: the current branch; json: every branch, lossless"),
+    ) -> Response:
+        """The conversation as a file to download."""
+        doc = await lantern.db.call(conversation_document, conversation_id=conversation_id,
+                                    user_id=current_user_id())
+        if doc is None:
+            raise NotFound(f"No conversation {conversation_id}")
+        if fmt == "pdf":
+            body: bytes = await asyncio.to_thread(to_pdf, doc)  # seconds of CPU: keep it off the event loop
+        else:
+            body = (to_json(doc) if fmt == "json" else to_markdown(doc)).encode()
+        return Response(body, media_type=MEDIA_TYPES[fmt],
+                        headers={"Content-Disposition": f'attachment; filename="{filename(doc, fmt)}"'})
 
     @router.get("/api/runs/{run_id}")
     async def run(run_id: str) -> dict[str, Any]:

@@ -171,3 +171,17 @@ async def test_long_history_opens_with_the_newest_messages(user: User) -> None:
     await user.should_not_see("Question number 4")
     user.find("Show 10 earlier messages").click()
     await user.should_see("You said: Question number 0")
+
+
+async def test_export_menu_downloads_the_conversation(scripted_default: None, user: User) -> None:
+    await user.open("/")
+    await user.should_not_see("Export")  # nothing to export yet
+    user.find(marker="composer").type("Export me").trigger(SEND)
+    await user.should_see("I am a **scripted** model")
+    user.find(marker="export-md").click()
+    response = await user.download.next()
+    assert response.status_code == 200
+    assert "## You" in response.text and "Export me" in response.text
+    user.find(marker="export-json").click()
+    doc = (await user.download.next()).json()
+    assert [m["role"] for m in doc["messages"]] == ["user", "assistant"]
