@@ -131,19 +131,21 @@ def update_message(session: Session, *, message_id: str, **fields: Any) -> Messa
 def list_conversations(session: Session, *, user_id: str, q: str = "", limit: int = 50,
                        offset: int = 0) -> tuple[list[dict[str, Any]], int]:
     """A page of the user's conversations, newest first, with message counts, and the total."""
-    counts = (select(Message.conversation_id, func.count().label("n"))
-              .group_by(col(Message.conversation_id)).subquery())
     where: list[Any] = [Conversation.user_id == user_id]
     if q.strip():
         title_hit = func.lower(Conversation.title).like(f"%{q.strip().lower()}%")
         hit = _message_search(session, q)
         where.append(or_(title_hit, col(Conversation.id).in_(hit)) if hit is not None else title_hit)
     total = session.exec(select(func.count()).select_from(Conversation).where(*where)).one()
-    stmt = (select(Conversation, func.coalesce(counts.c.n, 0))
-            .outerjoin(counts, counts.c.conversation_id == Conversation.id)
-            .where(*where).order_by(col(Conversation.updated_at).desc()).limit(limit).offset(offset))
+    page = list(session.exec(select(Conversation).where(*where)
+                             .order_by(col(Conversation.updated_at).desc()).limit(limit).offset(offset)))
+    # Count messages for this page only: a count over the whole table would grow with history.
+    rows: Any = session.exec(select(Message.conversation_id, func.count())
+                        .where(col(Message.conversation_id).in_([c.id for c in page]))
+                        .group_by(col(Message.conversation_id))) if page else []
+    counts = {conversation_id: n for conversation_id, n in rows}
     items = [{"id": c.id, "title": c.title, "updated_at": c.updated_at, "model": c.model,
-              "message_count": n} for c, n in session.exec(stmt)]
+              "message_count": counts.get(c.id, 0)} for c in page]
     return items, total
 
 

@@ -97,3 +97,20 @@ async def test_page_styles_are_served(user: User) -> None:
     css = await user.http_client.get("/lantern/highlight.css")
     assert css.status_code == 200 and ".lantern-md .hl .k" in css.text  # keywords are coloured
     assert (await user.http_client.get("/static/lantern.css")).status_code == 200
+
+
+def test_a_client_that_disconnects_does_not_stop_the_reply(app_process) -> None:
+    """Closing the stream (a closed tab, a dropped network) leaves the run to finish and be stored."""
+    import httpx
+
+    body = {"messages": [{"role": "user", "content": "Keep going"}], "model": "scripted/slow"}
+    with httpx.stream("POST", f"{app_process.url}/api/chat/stream", json=body, timeout=10) as response:
+        run_id = response.headers["x-run-id"]
+        for line in response.iter_lines():
+            if line.startswith("event: text.delta"):
+                break  # hang up after the first token
+    events = httpx.get(f"{app_process.url}/api/runs/{run_id}/events", timeout=30).text
+    assert events.rstrip().endswith('"status": "completed", "run_id": "' + run_id + '"}')
+    conv_id = httpx.get(f"{app_process.url}/api/runs/{run_id}").json()["conversation_id"]
+    reply = httpx.get(f"{app_process.url}/api/conversations/{conv_id}").json()["messages"][-1]
+    assert reply["status"] == "completed" and reply["content"] == "word " * 400

@@ -185,3 +185,9 @@ async def test_export_menu_downloads_the_conversation(scripted_default: None, us
     user.find(marker="export-json").click()
     doc = (await user.download.next()).json()
     assert [m["role"] for m in doc["messages"]] == ["user", "assistant"]
+    user.find(marker="export-pdf").click()
+    pdf = await user.download.next(timeout=30)
+    if pdf.status_code == 501:
+        pytest.skip(f"PDF export unavailable here: {pdf.json()['error']['message']}")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert "attachment" in pdf.headers["content-disposition"]
