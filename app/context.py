@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from app.settings import Settings
 from services.chat import ChatService
 from services.providers.registry import Registry
 from services.recovery import recover_interrupted
 from services.runs import RunManager
+from services.tools.base import Tool
 from storage.engine import Database
 
 
@@ -21,6 +25,7 @@ class Lantern:
     registry: Registry
     runs: RunManager
     chat: ChatService
+    tools: Callable[[], dict[str, Tool]]
 
     @classmethod
     def create(cls, settings: Settings) -> Lantern:
@@ -29,8 +34,10 @@ class Lantern:
         db.open()
         registry = Registry.from_settings(settings)
         runs = RunManager(db)
-        chat = ChatService(db=db, registry=registry, runs=runs, max_prompt_chars=settings.max_prompt_chars)
-        return cls(settings=settings, db=db, registry=registry, runs=runs, chat=chat)
+        tools = _lazy_tools(settings.data_dir)
+        chat = ChatService(db=db, registry=registry, runs=runs, tools=tools,
+                           max_prompt_chars=settings.max_prompt_chars)
+        return cls(settings=settings, db=db, registry=registry, runs=runs, chat=chat, tools=tools)
 
     async def startup(self) -> None:
         """Recover what a crash left running."""
@@ -40,3 +47,19 @@ class Lantern:
         """Stop running work cleanly, then release the database."""
         await self.runs.shutdown()
         self.db.close()
+
+
+def _lazy_tools(data_dir: Path) -> Callable[[], dict[str, Tool]]:
+    """The built-in tools, built on first use (that creates the sample database once)."""
+    built: dict[str, Tool] = {}
+    lock = threading.Lock()
+
+    def get() -> dict[str, Tool]:
+        with lock:
+            if not built:
+                from services.tools.registry import build_tools
+
+                built.update(build_tools(data_dir))
+            return built
+
+    return get

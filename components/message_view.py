@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from nicegui import ui
 
 from components.streaming_markdown import StreamingMarkdown
+from components.tool_card import ToolCard
 
 STATUS_LABEL = {"stopped": "stopped", "failed": "failed", "interrupted": "interrupted",
                 "running": "generating…"}
@@ -50,15 +52,40 @@ class MessageView:
                     ui.button(icon="refresh", on_click=on_regenerate) \
                         .props("flat round dense size=sm").tooltip("Regenerate").mark("regenerate")
             self.body: StreamingMarkdown | None = None
+            self.live = live
             if role == "user":
                 self.text = ui.label(content).classes("whitespace-pre-wrap")
             else:
-                self.body = StreamingMarkdown(live=live)
+                self.segments = ui.column().classes("w-full gap-2")
+                with self.segments:
+                    self.body = StreamingMarkdown(live=live)
+            self.cards: dict[str, ToolCard] = {}
             self.note = ui.label("").classes("text-xs opacity-70 italic")
             self.note.set_visibility(False)
             self.error = ui.label("").classes("text-negative text-sm")
             self.error.set_visibility(False)
             self.footer = ui.label("").classes("text-xs opacity-60")
+
+    async def add_tool(self, *, call_id: str, name: str, args: dict[str, Any]) -> ToolCard:
+        """A tool card after the text so far; later text goes below it."""
+        assert self.body is not None
+        await self.body.finish()
+        with self.segments:
+            card = ToolCard(name=name, args=args)
+            self.body = StreamingMarkdown(live=self.live)
+        self.cards[call_id] = card
+        await card.show_args()
+        return card
+
+    async def load_parts(self, parts: list[dict[str, Any]]) -> None:
+        """A stored reply with tool calls: text and cards in their order."""
+        for part in parts:
+            if part["type"] == "tool":
+                card = await self.add_tool(call_id=part["id"], name=part["name"], args=part["args"])
+                if part.get("output") is not None:
+                    await card.finish(output=part["output"], is_error=part["is_error"], seconds=part["seconds"])
+            elif self.body is not None:
+                await self.body.load(part["text"], live=False)
 
     def show_usage(self, *, model: str | None, output_tokens: int, input_tokens: int,
                    cost_usd: float, status: str) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from services.errors import BadInput, LanternError
-from services.events import Event, TextDelta, Usage
-from services.providers.base import ChatMessage, ChatRequest, Provider
+from services.providers.base import ChatMessage, ChatRequest
 from services.providers.registry import Registry
+from services.reply import ReplyBody
 from services.runs import ActiveRun, RunManager
+from services.tools.base import Tool
 from storage import conversations as conv_repo
 from storage.conversations import LEAF
 from storage.engine import Database
@@ -43,32 +45,35 @@ class ChatService:
     """Starts replies as runs and stores conversations."""
 
     def __init__(self, *, db: Database, registry: Registry, runs: RunManager,
-                 max_prompt_chars: int = 200_000) -> None:
+                 tools: Callable[[], dict[str, Tool]] = dict, max_prompt_chars: int = 200_000) -> None:
         self.db = db
+        self.tools = tools
         self.registry = registry
         self.runs = runs
         self.max_prompt_chars = max_prompt_chars
 
     async def start(self, *, user_id: str, messages: list[dict[str, str]], model: str | None = None,
                     conversation_id: str | None = None, system: str | None = None,
-                    temperature: float | None = None, max_tokens: int | None = None) -> ChatStart:
+                    temperature: float | None = None, max_tokens: int | None = None,
+                    tools: list[str] | None = None) -> ChatStart:
         """Validate, store the new message(s), and start the reply run; nothing is stored on error."""
         self._validate(messages, temperature, max_tokens)
         return await self._begin(user_id=user_id, messages=messages, model=model, parent=LEAF,
                                  conversation_id=conversation_id, system=system, temperature=temperature,
-                                 max_tokens=max_tokens)
+                                 max_tokens=max_tokens, tools=tools)
 
-    async def regenerate(self, *, user_id: str, conversation_id: str, model: str | None = None) -> ChatStart:
+    async def regenerate(self, *, user_id: str, conversation_id: str, model: str | None = None,
+                         tools: list[str] | None = None) -> ChatStart:
         """A new reply to the last user message; the previous reply stays as a sibling branch."""
         conv, path = await self._path(user_id, conversation_id)
         anchor = next((e.message for e in reversed(path) if e.message.role == "user"), None)
         if anchor is None:
             raise BadInput("there is no user message to answer yet")
         return await self._begin(user_id=user_id, messages=[], model=model or conv.model, parent=anchor.id,
-                                 conversation_id=conversation_id)
+                                 conversation_id=conversation_id, tools=tools)
 
     async def edit(self, *, user_id: str, conversation_id: str, message_id: str, content: str,
-                   model: str | None = None) -> ChatStart:
+                   model: str | None = None, tools: list[str] | None = None) -> ChatStart:
         """Replace an earlier user message with `content` and answer it; the old branch is kept."""
         self._validate([{"role": "user", "content": content}], None, None)
         conv, path = await self._path(user_id, conversation_id)
@@ -77,7 +82,7 @@ class ChatService:
             raise NotFound(f"No user message {message_id} in this conversation")
         return await self._begin(user_id=user_id, messages=[{"role": "user", "content": content}],
                                  model=model or conv.model, parent=edited.parent_id,
-                                 conversation_id=conversation_id)
+                                 conversation_id=conversation_id, tools=tools)
 
     async def _path(self, user_id: str, conversation_id: str) -> tuple[Conversation, list[conv_repo.PathEntry]]:
         """A user's conversation and its current branch."""
@@ -89,12 +94,13 @@ class ChatService:
     async def _begin(self, *, user_id: str, messages: list[dict[str, str]], model: str | None,
                      parent: str | conv_repo.Leaf | None, conversation_id: str | None,
                      system: str | None = None, temperature: float | None = None,
-                     max_tokens: int | None = None) -> ChatStart:
+                     max_tokens: int | None = None, tools: list[str] | None = None) -> ChatStart:
         """Store the turn under `parent` and start the reply run."""
         provider, model_name = self.registry.resolve((model or "").strip() or None)
         model_id = f"{provider.name}/{model_name}"
-        run = Run(user_id=user_id, kind="chat",
-                  config={"model": model_id, "temperature": temperature, "max_tokens": max_tokens})
+        chosen = await self._tools(tools, model_id, provider.supports_tools)
+        run = Run(user_id=user_id, kind="chat", config={"model": model_id, "temperature": temperature,
+                                                        "max_tokens": max_tokens, "tools": sorted(chosen)})
         stored = await self.db.call(
             _store_turn, user_id=user_id, conversation_id=conversation_id, messages=messages,
             model=model_id, system=system, temperature=temperature, run_id=run.id, parent=parent)
@@ -109,10 +115,22 @@ class ChatService:
         request = ChatRequest(model=model_name, messages=history, system=system,
                               temperature=temperature, max_tokens=max_tokens)
         body = ReplyBody(db=self.db, provider=provider, request=request, message_id=message_id,
-                         dropped=dropped)
+                         dropped=dropped, tools=chosen)
         active = await self.runs.start(run, body)
         return ChatStart(conversation_id=conv_id, run=active, provider=provider.name,
                          model=model_id, message_id=message_id, dropped=dropped)
+
+    async def _tools(self, names: list[str] | None, model_id: str, supported: bool) -> dict[str, Tool]:
+        """The requested tools, or a clear refusal (unknown tool, model without tool support)."""
+        if not names:
+            return {}
+        available = await asyncio.to_thread(self.tools)  # the first call creates the sample database
+        unknown = sorted(set(names) - set(available))
+        if unknown:
+            raise BadInput(f"unknown tool(s) {', '.join(unknown)}: available are {', '.join(sorted(available))}")
+        if not supported:
+            raise BadInput(f"{model_id} cannot call tools: pick a model that supports them, or turn tools off")
+        return {name: available[name] for name in names}
 
     def _validate(self, messages: list[dict[str, str]], temperature: float | None,
                   max_tokens: int | None) -> None:
@@ -130,44 +148,6 @@ class ChatService:
             raise BadInput("temperature must be between 0 and 2")
         if max_tokens is not None and max_tokens < 1:
             raise BadInput("max_tokens must be at least 1")
-
-
-class ReplyBody:
-    """One assistant reply: streams the provider, then stores the message with its status."""
-
-    def __init__(self, *, db: Database, provider: Provider, request: ChatRequest, message_id: str,
-                 dropped: int = 0) -> None:
-        self.db = db
-        self.dropped = dropped
-        self.provider = provider
-        self.request = request
-        self.message_id = message_id
-        self.parts: list[str] = []
-        self.usage: Usage | None = None
-
-    async def events(self) -> AsyncIterator[Event]:
-        """Provider events, remembered for the final message."""
-        async for event in self.provider.stream(self.request):
-            if isinstance(event, TextDelta):
-                self.parts.append(event.delta)
-            elif isinstance(event, Usage):
-                self.usage = event
-            yield event
-
-    async def finish(self, status: str, error: LanternError | None) -> dict[str, Any]:
-        """Store the reply (partial on stop or failure)."""
-        content = "".join(self.parts)
-        fields: dict[str, Any] = {"content": content, "status": status}
-        if self.usage is not None:
-            fields.update(input_tokens=self.usage.input_tokens, output_tokens=self.usage.output_tokens,
-                          cost_usd=self.usage.cost_usd)
-        extra: dict[str, Any] = {"dropped_messages": self.dropped} if self.dropped else {}
-        if error is not None:
-            extra["error"] = {"type": error.kind, "message": str(error)}
-        if extra:
-            fields["extra"] = extra
-        await self.db.call(conv_repo.update_message, message_id=self.message_id, **fields)
-        return {"message": {"role": "assistant", "content": content}}
 
 
 def _store_turn(session: Any, *, user_id: str, conversation_id: str | None,

@@ -51,6 +51,7 @@ class ToolOutput(Event):
     name: str
     output: str
     is_error: bool = False
+    seconds: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

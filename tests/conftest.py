@@ -27,6 +27,12 @@ SCRIPTS: dict[str, Any] = {
     "slow": {"replies": ["word " * 400], "delay": 0.02, "chunk": 5},
     "xss": {"replies": ['Look: <script>window.__xss = 1</script> and <img src=x onerror="window.__xss = 2">'
                         '\n\n[click](javascript:window.__xss=3)\n']},
+    "analyst": {"replies": [
+        {"text": "Let me count the regions.",
+         "tool_calls": [{"name": "sql_query", "args": {"query": "SELECT COUNT(*) AS regions FROM regions"}}]},
+        "We sell in **5 regions**."]},
+    "dropper": {"replies": [{"tool_calls": [{"name": "sql_query", "args": {"query": "DROP TABLE orders"}}]},
+                            "I can only read data."]},
     "broken": {"replies": [{"text": "Partial answer", "error": {"type": "unavailable",
                                                                  "message": "upstream went away"}}]},
 }

@@ -138,7 +138,7 @@ async def _start_chat(lantern: Lantern, body: ChatBody) -> Any:
     return await lantern.chat.start(
         user_id=current_user_id(), messages=[m.model_dump() for m in body.messages], model=body.model,
         conversation_id=body.conversation_id, system=body.system, temperature=body.temperature,
-        max_tokens=body.max_tokens)
+        max_tokens=body.max_tokens, tools=body.tools)
 
 
 def _conversation_with_messages(session: Any, *, conversation_id: str, user_id: str) -> dict[str, Any] | None:

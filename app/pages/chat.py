@@ -13,7 +13,8 @@ from components.conversation_list import ConversationList
 from components.message_view import Branch, MessageView
 from services.chat import ChatStart
 from services.errors import LanternError
-from services.events import Done, Error, TextDelta, Usage
+from services.events import Done, Error, TextDelta, ToolCall, ToolOutput, Usage
+from services.tools.registry import TOOL_NAMES
 from storage import conversations as conv_repo
 from storage.conversations import PathEntry
 
@@ -31,13 +32,18 @@ def register(lantern: Lantern) -> None:
     async def stored_chat(conversation_id: str) -> None:
         await ChatPage(lantern, conversation_id).build()
 
+    @ui.page("/tools")
+    async def tools_chat() -> None:
+        await ChatPage(lantern, None, with_tools=True).build()
+
 
 class ChatPage:
     """One tab's view of one conversation."""
 
-    def __init__(self, lantern: Lantern, conversation_id: str | None) -> None:
+    def __init__(self, lantern: Lantern, conversation_id: str | None, *, with_tools: bool = False) -> None:
         self.lantern = lantern
         self.conversation_id = conversation_id
+        self.with_tools = with_tools
         self.running_run: str | None = None
 
     async def build(self) -> None:
@@ -46,7 +52,7 @@ class ChatPage:
         if self.conversation_id:
             conv = await self.lantern.db.call(conv_repo.get_conversation,
                                               conversation_id=self.conversation_id, user_id=current_user_id())
-        with frame("Chat") as chrome:
+        with frame("Tools" if self.with_tools else "Chat") as chrome:
             with chrome.drawer:
                 self.sidebar = ConversationList(load=self._list, rename=self._rename, delete=self._delete,
                                                 current=self.conversation_id)
@@ -65,13 +71,21 @@ class ChatPage:
     def _controls(self, conv: Any) -> None:
         """Model picker, conversation settings and export."""
         models = self.lantern.registry.list_models()
-        options = {m.id: m.id for m in models if m.available}
+        options = {m.id: f"{m.id} · tools" if m.supports_tools else m.id for m in models if m.available}
+        with_tools = [m.id for m in models if m.available and m.supports_tools and m.provider != "scripted"]
         current = conv.model if conv and conv.model in options else self.lantern.registry.default_model
+        if self.with_tools and current not in with_tools and with_tools:
+            current = with_tools[0]
         if current not in options and options:
             current = next(iter(options))
         with ui.row().classes("w-full items-center gap-2"):
-            self.model = ui.select(options, value=current, label="Model").classes("min-w-64") \
+            self.model = ui.select(options, value=current, label="Model").classes("min-w-64").mark("model") \
                 .props("dense outlined")
+            self.tools = ui.select(list(TOOL_NAMES), multiple=True, label="Tools",
+                                   value=list(TOOL_NAMES) if self.with_tools else []) \
+                .classes("min-w-48").props("dense outlined use-chips clearable").mark("tools") \
+                .tooltip("Let the assistant query the sample business database and calculate. "
+                         "Needs a model that supports tools.")
             unavailable = sorted({f"{m.provider}: {m.reason}" for m in models if not m.available})
             if unavailable:
                 ui.icon("info").classes("opacity-60").tooltip("Not available: " + "; ".join(unavailable))
@@ -81,6 +95,8 @@ class ChatPage:
                 for fmt, label in (("md", "Markdown"), ("json", "JSON (lossless)"), ("pdf", "PDF")):
                     ui.menu_item(label, lambda f=fmt: self._download(f)).mark(f"export-{fmt}")
             self.export.set_visibility(conv is not None)
+        if self.with_tools:
+            self._tools_hint(bool(with_tools))
         with ui.expansion("Conversation settings", icon="tune").classes("w-full") \
                 .props("dense header-class=text-sm"):
             self.system = ui.textarea("System prompt", value=conv.system_prompt if conv else "") \
@@ -90,6 +106,20 @@ class ChatPage:
                 self.temperature = ui.slider(min=0, max=2, step=0.1,
                                              value=conv.temperature if conv and conv.temperature is not None
                                              else 0.7).props("label-always").classes("max-w-xs")
+
+    @staticmethod
+    def _tools_hint(has_tool_model: bool) -> None:
+        """What the Tools page is for, and what it needs."""
+        with ui.card().classes("w-full"):
+            ui.label("Ask questions about the sample business database — customers, products, orders and "
+                     "regions over two years. Every query the assistant runs appears as a card.") \
+                .classes("text-sm")
+            ui.label("Try: “What's our total revenue?” or “Which region sold the most in 2025?”") \
+                .classes("text-sm opacity-70")
+            if not has_tool_model:
+                ui.label("The embedded model cannot call tools. Set OPENAI_API_KEY, ANTHROPIC_API_KEY or AWS "
+                         "credentials, or add an OpenAI-compatible server such as Ollama "
+                         "(LANTERN_OPENAI_COMPAT), to use them.").classes("text-sm text-warning")
 
     def _composer(self) -> None:
         """Input, send and stop; Enter sends, Shift+Enter adds a line, Esc stops."""
@@ -142,7 +172,10 @@ class ChatPage:
             active = self.lantern.runs.active[m.run_id]
             self._note_dropped(view, active.run.config.get("dropped_messages", 0))
             return m.run_id, view
-        await view.body.load(m.content, live=False)
+        if parts := m.extra.get("parts"):
+            await view.load_parts(parts)
+        else:
+            await view.body.load(m.content, live=False)
         view.show_usage(model=m.model, input_tokens=m.input_tokens, output_tokens=m.output_tokens,
                         cost_usd=m.cost_usd, status=m.status)
         self._note_dropped(view, m.extra.get("dropped_messages", 0))
@@ -168,7 +201,8 @@ class ChatPage:
         started = await self._begin(lambda: self.lantern.chat.start(
             user_id=current_user_id(), messages=[{"role": "user", "content": text}],
             model=self.model.value, conversation_id=self.conversation_id,
-            system=(self.system.value or "").strip() or None, temperature=self.temperature.value))
+            system=(self.system.value or "").strip() or None, temperature=self.temperature.value,
+            tools=self.tools.value or None))
         if started:
             self.input.value = ""
 
@@ -177,7 +211,8 @@ class ChatPage:
         assert self.conversation_id
         conv_id = self.conversation_id
         await self._begin(lambda: self.lantern.chat.regenerate(
-            user_id=current_user_id(), conversation_id=conv_id, model=self.model.value))
+            user_id=current_user_id(), conversation_id=conv_id, model=self.model.value,
+            tools=self.tools.value or None))
 
     async def _edit(self, message_id: str, text: str) -> None:
         """Rerun the conversation from an edited user message."""
@@ -185,7 +220,7 @@ class ChatPage:
         conv_id = self.conversation_id
         await self._begin(lambda: self.lantern.chat.edit(
             user_id=current_user_id(), conversation_id=conv_id, message_id=message_id, content=text,
-            model=self.model.value))
+            model=self.model.value, tools=self.tools.value or None))
 
     async def _begin(self, starter: Any) -> bool:
         """Start a reply (unless one is running), then redraw the thread to follow it."""
@@ -238,11 +273,16 @@ class ChatPage:
         assert view.body is not None
         usage: Usage | None = None
         async for _seq, event in self.lantern.runs.subscribe(run_id):
-            if view.body.is_deleted:
+            if view.body is None or view.body.is_deleted:
                 return
             match event:
                 case TextDelta(delta=delta):
                     view.body.append(delta)
+                case ToolCall(id=call_id, name=name, args=args):
+                    await view.add_tool(call_id=call_id, name=name, args=args)
+                case ToolOutput(id=call_id) if call_id in view.cards:
+                    await view.cards[call_id].finish(output=event.output, is_error=event.is_error,
+                                                     seconds=event.seconds)
                 case Usage():
                     usage = event
                 case Error(message=message):

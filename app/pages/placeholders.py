@@ -7,7 +7,6 @@ from nicegui import ui
 from app.pages.frame import coming
 
 PLANNED = {
-    "/tools": ("Tools", "Ask questions answered from data, with every tool call shown live."),
     "/duet": ("Duet", "Two bots in a steerable conversation, streamed live."),
     "/pipelines": ("Pipelines", "Watch a multi-step pipeline think, step by step."),
     "/studio": ("Studio", "Marketing deliverables from draft to approved export."),

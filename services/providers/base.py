@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from services.events import Event
+from services.events import Event, ToolCall
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ChatMessage:
-    """One message as a model sees it."""
+    """One message as a model sees it; assistant turns may carry tool calls, `tool` turns a result."""
 
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+    is_error: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolSpec:
+    """A tool as offered to a model."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -27,6 +41,7 @@ class ChatRequest:
     system: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    tools: tuple[ToolSpec, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -65,7 +80,7 @@ class Provider(ABC):
 
     @abstractmethod
     def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
-        """Yield `TextDelta`s then one `Usage`; raise our `ProviderError`s."""
+        """Yield `TextDelta`s, any `ToolCall`s the model asks for, then one `Usage`; raise our errors."""
 
     def info(self) -> list[ModelInfo]:
         """This provider's models with their availability."""
@@ -75,7 +90,28 @@ class Provider(ABC):
                 for m in self.models()]
 
 
-def as_dicts(request: ChatRequest) -> list[dict[str, str]]:
-    """OpenAI-style role/content dicts, system first."""
-    head = [{"role": "system", "content": request.system}] if request.system else []
-    return head + [{"role": m.role, "content": m.content} for m in request.messages]
+def as_dicts(request: ChatRequest) -> list[dict[str, Any]]:
+    """OpenAI-style messages, system first, with tool calls and tool results."""
+    head: list[dict[str, Any]] = [{"role": "system", "content": request.system}] if request.system else []
+    return head + [_openai_message(m) for m in request.messages]
+
+
+def _openai_message(m: ChatMessage) -> dict[str, Any]:
+    """One message in the OpenAI chat format."""
+    if m.role == "tool":
+        return {"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content}
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["tool_calls"] = [{"id": c.id, "type": "function",
+                              "function": {"name": c.name, "arguments": json.dumps(c.args)}}
+                             for c in m.tool_calls]
+    return out
+
+
+def parse_args(text: str) -> dict[str, Any]:
+    """A model's JSON arguments; unparsable text is kept under `_raw` for the tool layer to refuse."""
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {"_raw": text}
+    return value if isinstance(value, dict) else {"_raw": text}

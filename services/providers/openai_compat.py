@@ -14,9 +14,9 @@ from services.errors import (
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from services.events import Event, TextDelta, Usage
+from services.events import Event, TextDelta, ToolCall, Usage
 from services.pricing import cost_usd
-from services.providers.base import ChatRequest, Provider, as_dicts
+from services.providers.base import ChatRequest, Provider, as_dicts, parse_args
 
 OPENAI_MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1"]
 
@@ -70,7 +70,12 @@ class OpenAICompatProvider(Provider):
             kwargs["temperature"] = request.temperature
         if request.max_tokens is not None:
             kwargs["max_tokens"] = request.max_tokens
+        if request.tools:
+            kwargs["tools"] = [{"type": "function", "function": {
+                "name": t.name, "description": t.description, "parameters": t.parameters}}
+                for t in request.tools]
         input_tokens = output_tokens = 0
+        calls: dict[int, dict[str, str]] = {}  # tool calls arrive in fragments, by index
         try:
             stream = await self.client().chat.completions.create(**kwargs)
             async with stream:
@@ -81,8 +86,17 @@ class OpenAICompatProvider(Provider):
                     for choice in chunk.choices:
                         if choice.delta and choice.delta.content:
                             yield TextDelta(delta=choice.delta.content)
+                        for frag in (choice.delta.tool_calls or []) if choice.delta else []:
+                            call = calls.setdefault(frag.index, {"id": "", "name": "", "arguments": ""})
+                            call["id"] = frag.id or call["id"]
+                            if frag.function is not None:
+                                call["name"] += frag.function.name or ""
+                                call["arguments"] += frag.function.arguments or ""
         except openai.OpenAIError as exc:
             raise translate_openai_error(self.name, exc) from exc
+        for index in sorted(calls):
+            call = calls[index]
+            yield ToolCall(id=call["id"] or f"call_{index}", name=call["name"], args=parse_args(call["arguments"]))
         yield Usage(input_tokens=input_tokens, output_tokens=output_tokens,
                     cost_usd=cost_usd(self.name, request.model, input_tokens, output_tokens),
                     provider=self.name, model=request.model)

@@ -1,9 +1,10 @@
 """A real provider fed a script: deterministic replies for tests and demos.
 
 A script is `{"replies": [reply, ...], "delay": seconds_between_chunks, "chunk": chars_per_chunk}`;
-the n-th call plays reply n (cycling). A reply is text, or `{"text": ..., "error": {"type":
-"unavailable"|"rate_limited"|"auth"|"bad_request", "message": ...}, "hang": true}` — the error is
-raised after the text, `hang` waits until cancelled. Model `echo` answers with the last user message.
+the n-th call plays reply n (cycling). A reply is text, or `{"text": ..., "tool_calls": [{"name": ...,
+"args": {...}}], "error": {"type": "unavailable"|"rate_limited"|"auth"|"bad_request", "message": ...},
+"hang": true}` — tool calls follow the text, the error is raised after it, `hang` waits until
+cancelled. Model `echo` answers with the last user message.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from services.errors import (
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from services.events import Event, TextDelta, Usage
+from services.events import Event, TextDelta, ToolCall, Usage
 from services.providers.base import ChatRequest, Provider
 
 ERRORS: dict[str, type[ProviderError]] = {
@@ -67,6 +68,8 @@ class ScriptedProvider(Provider):
             if delay:
                 await asyncio.sleep(delay)
             yield TextDelta(delta=text[i:i + size])
+        for i, call in enumerate(spec.get("tool_calls") or []):
+            yield ToolCall(id=call.get("id", f"call_{n}_{i}"), name=call["name"], args=call.get("args", {}))
         if spec.get("hang"):
             await asyncio.Event().wait()
         if err := spec.get("error"):

@@ -114,3 +114,17 @@ def test_a_client_that_disconnects_does_not_stop_the_reply(app_process) -> None:
     conv_id = httpx.get(f"{app_process.url}/api/runs/{run_id}").json()["conversation_id"]
     reply = httpx.get(f"{app_process.url}/api/conversations/{conv_id}").json()["messages"][-1]
     assert reply["status"] == "completed" and reply["content"] == "word " * 400
+
+
+async def test_chat_stream_with_tools_sends_tool_events(user: User) -> None:
+    body = {"messages": [{"role": "user", "content": "Regions?"}], "model": "scripted/analyst",
+            "tools": ["sql_query", "describe_data"]}
+    frames = parse_sse((await user.http_client.post("/api/chat/stream", json=body)).text)
+    events = [f["event"] for f in frames]
+    assert events.index("tool.call") < events.index("tool.output") < events.index("done")
+    call = frames[events.index("tool.call")]["data"]
+    output = frames[events.index("tool.output")]["data"]
+    assert call["name"] == "sql_query" and call["args"] == {"query": "SELECT COUNT(*) AS regions FROM regions"}
+    assert output["id"] == call["id"] and output["is_error"] is False and "| 5 |" in output["output"]
+    refused = await user.http_client.post("/api/chat", json={**body, "model": "local/smollm2"})
+    assert refused.status_code == 400 and "cannot call tools" in refused.json()["error"]["message"]

@@ -31,6 +31,7 @@ class Reply:
     delay: float = 0.0
     status: int = 200
     hang_after: bool = False
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"name": ..., "args": {...}}
 
 
 @dataclass
@@ -79,9 +80,17 @@ class FakeOpenAI:
                 if reply.delay:
                     await asyncio.sleep(reply.delay)
                 yield _sse(_chunk(model, {"content": reply.text[i:i + reply.chunk]}))
+            for index, call in enumerate(reply.tool_calls):
+                arguments = json.dumps(call["args"])
+                half = len(arguments) // 2  # arguments arrive in fragments, as from the real API
+                yield _sse(_chunk(model, {"tool_calls": [{"index": index, "id": f"call_{index}", "type": "function",
+                                                          "function": {"name": call["name"],
+                                                                       "arguments": arguments[:half]}}]}))
+                yield _sse(_chunk(model, {"tool_calls": [{"index": index,
+                                                          "function": {"arguments": arguments[half:]}}]}))
             if reply.hang_after:
                 await asyncio.sleep(3600)
-            yield _sse(_chunk(model, {}, finish="stop"))
+            yield _sse(_chunk(model, {}, finish="tool_calls" if reply.tool_calls else "stop"))
             usage = {"prompt_tokens": 7, "completion_tokens": len(reply.text.split()), "total_tokens": 0}
             yield _sse({**_chunk(model, {}), "choices": [], "usage": usage})
             yield "data: [DONE]\n\n"

@@ -47,7 +47,7 @@ async def test_empty_message_is_refused(scripted_default: None, user: User) -> N
 
 async def test_stop_keeps_the_partial_reply(monkeypatch: pytest.MonkeyPatch, user: User) -> None:
     await user.open("/")
-    user.find(ui.select).elements.pop().value = "scripted/slow"
+    user.find(marker="model").elements.pop().value = "scripted/slow"
     user.find(marker="composer").type("Talk a lot").trigger(SEND)
     await user.should_see("word word")
     user.find(marker="composer").trigger("keydown.esc")
@@ -60,7 +60,7 @@ async def test_stop_keeps_the_partial_reply(monkeypatch: pytest.MonkeyPatch, use
 
 async def test_reload_mid_reply_shows_everything_and_continues(user: User) -> None:
     await user.open("/")
-    user.find(ui.select).elements.pop().value = "scripted/slow"
+    user.find(marker="model").elements.pop().value = "scripted/slow"
     user.find(marker="composer").type("Talk a lot").trigger(SEND)
     await user.should_see("word word")
     [conv_id] = await conversation_ids(user)
@@ -116,7 +116,7 @@ async def test_sidebar_lists_searches_renames_and_deletes(scripted_default: None
 
 async def test_regenerate_and_switch_between_versions(user: User) -> None:
     await user.open("/")
-    user.find(ui.select).elements.pop().value = "scripted/echo"
+    user.find(marker="model").elements.pop().value = "scripted/echo"
     user.find(marker="composer").type("Ping").trigger(SEND)
     await user.should_see("You said: Ping")
     user.find(marker="regenerate").click()
@@ -130,7 +130,7 @@ async def test_regenerate_and_switch_between_versions(user: User) -> None:
 
 async def test_edit_reruns_from_the_edited_message(user: User) -> None:
     await user.open("/")
-    user.find(ui.select).elements.pop().value = "scripted/echo"
+    user.find(marker="model").elements.pop().value = "scripted/echo"
     user.find(marker="composer").type("First question").trigger(SEND)
     await user.should_see("You said: First question")
     user.find(marker="edit").click()
@@ -145,7 +145,7 @@ async def test_edit_reruns_from_the_edited_message(user: User) -> None:
 
 async def test_system_prompt_and_temperature_reach_the_model(user: User) -> None:
     await user.open("/")
-    user.find(ui.select).elements.pop().value = "scripted/echo"
+    user.find(marker="model").elements.pop().value = "scripted/echo"
     user.find(marker="system-prompt").type("Answer like a pirate.")
     user.find(ui.slider).elements.pop().value = 0.3
     user.find(marker="composer").type("Hi").trigger(SEND)

@@ -1,0 +1,76 @@
+"""One assistant reply as a run body: streams the provider (or the agent loop) and stores the message."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from services.agent import run_agent
+from services.errors import LanternError
+from services.events import Event, TextDelta, ToolCall, ToolOutput, Usage
+from services.providers.base import ChatRequest, Provider
+from services.tools.base import Tool
+from storage import conversations as conv_repo
+from storage.engine import Database
+
+
+class ReplyBody:
+    """Remembers text and tool cards in order, and stores them when the run ends, however it ends."""
+
+    def __init__(self, *, db: Database, provider: Provider, request: ChatRequest, message_id: str,
+                 dropped: int = 0, tools: dict[str, Tool] | None = None) -> None:
+        self.db = db
+        self.provider = provider
+        self.request = request
+        self.message_id = message_id
+        self.dropped = dropped
+        self.tools = tools or {}
+        self.parts: list[dict[str, Any]] = []
+        self.usage = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Provider (or agent) events, remembered for the final message."""
+        source = (run_agent(self.provider, self.request, self.tools) if self.tools
+                  else self.provider.stream(self.request))
+        async for event in source:
+            self._remember(event)
+            yield event
+
+    async def finish(self, status: str, error: LanternError | None) -> dict[str, Any]:
+        """Store the reply (partial on stop or failure), with its tool cards."""
+        content = self.content
+        fields: dict[str, Any] = {"content": content, "status": status, **self.usage}
+        extra: dict[str, Any] = {"dropped_messages": self.dropped} if self.dropped else {}
+        if any(p["type"] == "tool" for p in self.parts):
+            extra["parts"] = self.parts
+        if error is not None:
+            extra["error"] = {"type": error.kind, "message": str(error)}
+        if extra:
+            fields["extra"] = extra
+        await self.db.call(conv_repo.update_message, message_id=self.message_id, **fields)
+        return {"message": {"role": "assistant", "content": content}}
+
+    @property
+    def content(self) -> str:
+        """The reply's text: its text parts, separated where tool calls stood between them."""
+        return "\n\n".join(p["text"] for p in self.parts if p["type"] == "text" and p["text"].strip())
+
+    def _remember(self, event: Event) -> None:
+        """Fold one event into the ordered parts and the usage totals."""
+        match event:
+            case TextDelta(delta=delta):
+                if self.parts and self.parts[-1]["type"] == "text":
+                    self.parts[-1]["text"] += delta
+                else:
+                    self.parts.append({"type": "text", "text": delta})
+            case ToolCall(id=call_id, name=name, args=args):
+                self.parts.append({"type": "tool", "id": call_id, "name": name, "args": args,
+                                   "output": None, "is_error": False, "seconds": None})
+            case ToolOutput():
+                for part in self.parts:
+                    if part["type"] == "tool" and part["id"] == event.id:
+                        part.update(output=event.output, is_error=event.is_error, seconds=event.seconds)
+            case Usage():
+                self.usage["input_tokens"] += event.input_tokens
+                self.usage["output_tokens"] += event.output_tokens
+                self.usage["cost_usd"] += event.cost_usd

@@ -1,0 +1,73 @@
+"""The tool contract and the one safe way to call a tool with a model's arguments."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+MAX_OUTPUT_CHARS = 20_000
+
+
+class ToolError(Exception):
+    """A failure the model should read and can recover from (bad SQL, division by zero...)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Tool:
+    """A callable capability; `run` receives validated arguments and returns text for the model."""
+
+    name: str
+    description: str
+    args_model: type[BaseModel]
+    run: Callable[[Any], Awaitable[str]]
+    timeout_s: float = 15.0
+
+    def schema(self) -> dict[str, Any]:
+        """The JSON schema of the arguments, as providers expect it."""
+        schema = self.args_model.model_json_schema()
+        schema.pop("title", None)
+        return schema
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolResult:
+    """What a call produced, as shown on the tool card and sent back to the model."""
+
+    output: str
+    is_error: bool
+    seconds: float
+
+
+async def call_tool(tools: dict[str, Tool], name: str, raw_args: dict[str, Any] | str) -> ToolResult:
+    """Validate and run one call; every failure becomes an error result, never an exception."""
+    started = time.monotonic()
+
+    def result(output: str, is_error: bool) -> ToolResult:
+        if len(output) > MAX_OUTPUT_CHARS:
+            output = output[:MAX_OUTPUT_CHARS] + f"\n… (output cut at {MAX_OUTPUT_CHARS} characters)"
+        return ToolResult(output=output, is_error=is_error, seconds=round(time.monotonic() - started, 3))
+
+    tool = tools.get(name)
+    if tool is None:
+        return result(f"Unknown tool '{name}'. Available tools: {', '.join(sorted(tools)) or 'none'}.", True)
+    try:
+        args = json.loads(raw_args or "{}") if isinstance(raw_args, str) else raw_args
+        parsed = tool.args_model.model_validate(args)
+    except json.JSONDecodeError as exc:
+        return result(f"Arguments for {name} are not valid JSON: {exc.msg}.", True)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+                             for e in exc.errors())
+        return result(f"Invalid arguments for {name}: {problems}.", True)
+    try:
+        return result(await asyncio.wait_for(tool.run(parsed), tool.timeout_s), False)
+    except ToolError as exc:
+        return result(str(exc), True)
+    except TimeoutError:
+        return result(f"{name} took longer than {tool.timeout_s:g} s and was stopped.", True)
