@@ -14,9 +14,9 @@ from services.errors import (
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from services.events import Event, TextDelta, Usage
+from services.events import Event, TextDelta, ToolCall, Usage
 from services.pricing import cost_usd
-from services.providers.base import ChatRequest, Provider
+from services.providers.base import ChatMessage, ChatRequest, Provider, alternate_turns
 
 ANTHROPIC_MODELS = ["claude-3-5-haiku-latest", "claude-sonnet-4-0"]
 
@@ -51,13 +51,13 @@ class AnthropicProvider(Provider):
         if self._client is None:
             self._client = anthropic.AsyncAnthropic(api_key=self._api_key, timeout=self._timeout_s,
                                                     max_retries=0)
-        kwargs: dict[str, Any] = {
-            "model": request.model, "max_tokens": request.max_tokens or 1024,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages
-                         if m.role in ("user", "assistant")],
-        }
+        kwargs: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens or 1024,
+                                  "messages": anthropic_messages(request.messages)}
         if request.system:
             kwargs["system"] = request.system
+        if request.tools:
+            kwargs["tools"] = [{"name": t.name, "description": t.description, "input_schema": t.parameters}
+                               for t in request.tools]
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
         try:
@@ -67,9 +67,27 @@ class AnthropicProvider(Provider):
                 final = await stream.get_final_message()
         except anthropic.AnthropicError as exc:
             raise _translate(exc) from exc
+        for block in final.content:
+            if block.type == "tool_use":
+                yield ToolCall(id=block.id, name=block.name,
+                               args=block.input if isinstance(block.input, dict) else {})
         tin, tout = final.usage.input_tokens, final.usage.output_tokens
         yield Usage(input_tokens=tin, output_tokens=tout, provider=self.name, model=request.model,
                     cost_usd=cost_usd(self.name, request.model, tin, tout))
+
+
+def anthropic_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """Our messages in Anthropic's shape: tool calls as `tool_use`, results as user `tool_result`s."""
+    turns: list[tuple[str, list[dict[str, Any]]]] = []
+    for m in messages:
+        if m.role == "tool":
+            turns.append(("user", [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content,
+                                    "is_error": m.is_error}]))
+        elif m.role in ("user", "assistant"):
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+            blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.args} for c in m.tool_calls]
+            turns.append((m.role, blocks))
+    return alternate_turns(turns)
 
 
 def _translate(exc: anthropic.AnthropicError) -> ProviderError:

@@ -115,3 +115,14 @@ def parse_args(text: str) -> dict[str, Any]:
     except json.JSONDecodeError:
         return {"_raw": text}
     return value if isinstance(value, dict) else {"_raw": text}
+
+
+def alternate_turns(turns: list[tuple[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """Role/content-block turns with adjacent turns of one role merged (Anthropic and Bedrock require it)."""
+    out: list[dict[str, Any]] = []
+    for role, blocks in turns:
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": list(blocks)})
+    return out

@@ -15,8 +15,8 @@ from services.errors import (
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from services.events import Event, TextDelta, Usage
-from services.providers.base import ChatRequest, Provider
+from services.events import Event, TextDelta, ToolCall, Usage
+from services.providers.base import ChatMessage, ChatRequest, Provider, alternate_turns, parse_args
 from services.providers.threaded import stream_from_thread
 
 
@@ -68,23 +68,36 @@ class BedrockProvider(Provider):
             self._client = boto3.client("bedrock-runtime", region_name=self._region)
         kwargs: dict[str, Any] = {
             "modelId": request.model,
-            "messages": [{"role": m.role, "content": [{"text": m.content}]}
-                         for m in request.messages if m.role in ("user", "assistant")],
+            "messages": bedrock_messages(request.messages),
             "inferenceConfig": {k: v for k, v in (("maxTokens", request.max_tokens),
                                                   ("temperature", request.temperature)) if v is not None},
         }
         if request.system:
             kwargs["system"] = [{"text": request.system}]
+        if request.tools:
+            kwargs["toolConfig"] = {"tools": [{"toolSpec": {
+                "name": t.name, "description": t.description, "inputSchema": {"json": t.parameters}}}
+                for t in request.tools]}
         response = self._client.converse_stream(**kwargs)
         stream = response["stream"]
+        tool: dict[str, str] | None = None  # the tool use being streamed, its input in fragments
         try:
             for event in stream:
                 if cancel.is_set():
                     break
-                if "contentBlockDelta" in event:
-                    text = event["contentBlockDelta"]["delta"].get("text")
-                    if text:
-                        put(TextDelta(delta=text))
+                if "contentBlockStart" in event:
+                    start = event["contentBlockStart"].get("start", {}).get("toolUse")
+                    if start:
+                        tool = {"id": start["toolUseId"], "name": start["name"], "input": ""}
+                elif "contentBlockDelta" in event:
+                    delta = event["contentBlockDelta"]["delta"]
+                    if delta.get("text"):
+                        put(TextDelta(delta=delta["text"]))
+                    elif tool is not None and "toolUse" in delta:
+                        tool["input"] += delta["toolUse"].get("input", "")
+                elif "contentBlockStop" in event and tool is not None:
+                    put(ToolCall(id=tool["id"], name=tool["name"], args=parse_args(tool["input"])))
+                    tool = None
                 elif "metadata" in event:
                     usage = event["metadata"].get("usage", {})
                     put(Usage(input_tokens=usage.get("inputTokens", 0),
@@ -92,6 +105,21 @@ class BedrockProvider(Provider):
                               provider=self.name, model=request.model))
         finally:
             stream.close()
+
+
+def bedrock_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """Our messages in the Converse shape: `toolUse` blocks and user `toolResult`s."""
+    turns: list[tuple[str, list[dict[str, Any]]]] = []
+    for m in messages:
+        if m.role == "tool":
+            result: dict[str, Any] = {"toolUseId": m.tool_call_id, "content": [{"text": m.content}],
+                                      "status": "error" if m.is_error else "success"}
+            turns.append(("user", [{"toolResult": result}]))
+        elif m.role in ("user", "assistant"):
+            blocks: list[dict[str, Any]] = [{"text": m.content}] if m.content else []
+            blocks += [{"toolUse": {"toolUseId": c.id, "name": c.name, "input": c.args}} for c in m.tool_calls]
+            turns.append((m.role, blocks))
+    return alternate_turns(turns)
 
 
 def _translate(exc: BaseException) -> ProviderError:
