@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 MAX_OUTPUT_CHARS = 20_000
+log = logging.getLogger(__name__)
 
 
 class ToolError(Exception):
@@ -61,6 +63,8 @@ async def call_tool(tools: dict[str, Tool], name: str, raw_args: dict[str, Any] 
         parsed = tool.args_model.model_validate(args)
     except json.JSONDecodeError as exc:
         return result(f"Arguments for {name} are not valid JSON: {exc.msg}.", True)
+    except RecursionError:  # json.loads raises this, not JSONDecodeError, on very deeply nested input
+        return result(f"Arguments for {name} are nested too deeply; send a flat JSON object.", True)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
                              for e in exc.errors())
@@ -71,3 +75,6 @@ async def call_tool(tools: dict[str, Tool], name: str, raw_args: dict[str, Any] 
         return result(str(exc), True)
     except TimeoutError:
         return result(f"{name} took longer than {tool.timeout_s:g} s and was stopped.", True)
+    except Exception as exc:  # a bug in a tool must not end the conversation: the model reads an error
+        log.exception("tool %s failed", name)
+        return result(f"{name} failed unexpectedly ({type(exc).__name__}); try something else.", True)
