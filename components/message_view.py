@@ -9,6 +9,7 @@ from typing import Any
 
 from nicegui import ui
 
+from components.buttons import icon_button
 from components.streaming_markdown import StreamingMarkdown
 from components.tool_card import ToolCard
 
@@ -46,11 +47,9 @@ class MessageView:
                 if branch is not None and branch.count > 1:
                     self._switcher(branch)
                 if on_edit is not None:
-                    ui.button(icon="edit", on_click=lambda: self._start_edit(on_edit)) \
-                        .props("flat round dense size=sm").tooltip("Edit and rerun from here").mark("edit")
+                    icon_button("edit", "Edit and rerun from here", lambda: self._start_edit(on_edit), marker="edit")
                 if on_regenerate is not None:
-                    ui.button(icon="refresh", on_click=on_regenerate) \
-                        .props("flat round dense size=sm").tooltip("Regenerate").mark("regenerate")
+                    icon_button("refresh", "Regenerate", on_regenerate, marker="regenerate")
             self.body: StreamingMarkdown | None = None
             self.live = live
             if role == "user":
@@ -107,13 +106,11 @@ class MessageView:
 
     def _switcher(self, branch: Branch) -> None:
         """Previous / "2 of 3" / next, between sibling versions of this message."""
-        ui.button(icon="chevron_left", on_click=lambda: branch.go(branch.index - 1)) \
-            .props("flat round dense size=sm").tooltip("Previous version").mark("branch-prev") \
-            .set_enabled(branch.index > 0)
+        icon_button("chevron_left", "Previous version", lambda: branch.go(branch.index - 1),
+                    marker="branch-prev").set_enabled(branch.index > 0)
         ui.label(f"{branch.index + 1}/{branch.count}")
-        ui.button(icon="chevron_right", on_click=lambda: branch.go(branch.index + 1)) \
-            .props("flat round dense size=sm").tooltip("Next version").mark("branch-next") \
-            .set_enabled(branch.index + 1 < branch.count)
+        icon_button("chevron_right", "Next version", lambda: branch.go(branch.index + 1),
+                    marker="branch-next").set_enabled(branch.index + 1 < branch.count)
 
     def _start_edit(self, on_edit: Callable[[str], Awaitable[None]]) -> None:
         """Swap the text for an editor with Save and Cancel."""

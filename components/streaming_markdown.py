@@ -44,10 +44,14 @@ class StreamingMarkdown(ui.element, component="streaming_markdown.js"):
         self._splitter.feed(text)
         blocks = self._splitter.take_blocks() if live else self._splitter.finish()
         html = await asyncio.to_thread(_render_all, blocks)
+        tail = self._splitter.tail if live else ""
+        # Props reach an element the browser has not drawn yet; `reset` one it already has
+        # (a component reads its initial props only once). Whichever applies, the other is a no-op.
         self._props["initialBlocks"] = html
-        self._props["initialTail"] = self._splitter.tail if live else ""
+        self._props["initialTail"] = tail
         self._props["live"] = live
         self.update()
+        self.run_method("reset", html, tail, live)
 
     def append(self, delta: str) -> None:
         """Add streamed text; it reaches the browser within one frame."""

@@ -33,11 +33,23 @@ Slicing with a step of **-1** walks the string from the end, so it runs in *O(n)
 """
 
 
+ANALYST = [
+    {"text": "Let me add up completed orders by region.",
+     "tool_calls": [{"name": "sql_query", "args": {"query": (
+         "SELECT r.name AS region, ROUND(SUM(o.quantity * o.unit_price), 2) AS revenue\n"
+         "FROM orders o JOIN customers c ON c.id = o.customer_id JOIN regions r ON r.id = c.region_id\n"
+         "WHERE o.status = 'completed' AND o.order_date >= '2025-01-01'\n"
+         "GROUP BY r.name ORDER BY revenue DESC")}}]},
+    "In 2025 the region with the most revenue is at the top of the table above.",
+]
+
+
 async def main() -> None:
     """Start the app with a scripted showcase reply and take light and dark screenshots."""
     out = ROOT / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
-    scripts = {"showcase": {"replies": [SHOWCASE], "delay": 0.005, "chunk": 6}}
+    scripts = {"showcase": {"replies": [SHOWCASE], "delay": 0.005, "chunk": 6},
+               "analyst": {"replies": ANALYST, "delay": 0.005, "chunk": 6}}
     with tempfile.TemporaryDirectory() as tmp:
         app = AppProcess(Path(tmp) / "data", {"LANTERN_SCRIPTS": json.dumps(scripts),
                                               "LANTERN_DEFAULT_MODEL": "scripted/showcase"})
@@ -56,6 +68,16 @@ async def main() -> None:
                 await page.keyboard.press("Control+Shift+D")
                 await asyncio.sleep(0.5)
                 await page.screenshot(path=str(out / "chat-dark.png"))
+                await page.keyboard.press("Control+Shift+D")
+                await page.goto(f"{app.url}/tools")
+                await page.get_by_label("Model").click()
+                await page.get_by_role("option", name="scripted/analyst").click()
+                box = page.get_by_placeholder("Message Lantern…")
+                await box.fill("Which region sold the most in 2025?")
+                await box.press("Enter")
+                await page.get_by_text("scripted/analyst · ", exact=False).last.wait_for(timeout=30_000)
+                await asyncio.sleep(0.5)
+                await page.screenshot(path=str(out / "tools.png"))
                 await browser.close()
         finally:
             app.stop()

@@ -9,6 +9,7 @@ from nicegui import background_tasks, ui
 from app.auth import current_user_id
 from app.context import Lantern
 from app.pages.frame import frame
+from components.buttons import icon_button
 from components.conversation_list import ConversationList
 from components.message_view import Branch, MessageView
 from services.chat import ChatStart
@@ -128,9 +129,8 @@ class ChatPage:
                 .classes("flex-grow").mark("composer")
             self.input.on("keydown.enter.exact.prevent", self.send)
             self.input.on("keydown.esc", self.stop)
-            self.send_button = ui.button(icon="send", on_click=self.send).props("round").tooltip("Send (Enter)")
-            self.stop_button = ui.button(icon="stop", on_click=self.stop).props("round color=negative") \
-                .tooltip("Stop (Esc)")
+            self.send_button = icon_button("send", "Send (Enter)", self.send, props="round")
+            self.stop_button = icon_button("stop", "Stop (Esc)", self.stop, props="round color=negative")
             self.stop_button.set_visibility(False)
         ui.keyboard(lambda e: self.stop() if e.key.escape and e.action.keydown else None, ignore=[])
 

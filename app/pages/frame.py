@@ -39,13 +39,13 @@ def frame(title: str) -> Iterator[Chrome]:
                 ui.icon(icon).classes("text-xl opacity-80")
                 ui.label(label)
     with ui.header(elevated=False).classes("items-center gap-2 px-4 py-2 bg-primary"):
-        ui.button(icon="menu", on_click=drawer.toggle).props("flat round dense color=white") \
+        ui.button(icon="menu", on_click=drawer.toggle).props('flat round dense color=white aria-label="Menu"') \
             .tooltip("Menu")
         ui.label("Lantern").classes("text-lg font-semibold")
         ui.label(f"· {title}").classes("text-lg opacity-80")
         ui.space()
         ui.button(icon="dark_mode", on_click=lambda: _toggle_dark(dark)) \
-            .props("flat round dense color=white").tooltip("Dark mode (Ctrl+Shift+D)")
+            .props('flat round dense color=white aria-label="Dark mode"').tooltip("Dark mode (Ctrl+Shift+D)")
     ui.keyboard(lambda e: _toggle_dark(dark) if e.action.keydown and e.modifiers.ctrl
                 and e.modifiers.shift and e.key.name.lower() == "d" else None, ignore=[])
     with ui.column().classes("w-full max-w-5xl mx-auto p-4 gap-4"):

@@ -92,3 +92,21 @@ async def test_reload_mid_reply_continues_and_esc_stops(app_process: AppProcess,
     conv = httpx.get(f"{app_process.url}/api/conversations/{listing['items'][0]['id']}").json()
     assert conv["messages"][-1]["status"] == "stopped"
     assert conv["messages"][-1]["content"].strip() == kept.strip()
+
+
+async def test_redrawn_history_and_tool_cards_show_their_text(app_process: AppProcess, page: Any) -> None:
+    """Bodies filled after the element reached the browser (tool cards, redraws) must still show."""
+    await page.goto(f"{app_process.url}/tools")
+    await choose_model(page, "scripted/analyst")
+    await send(page, "How many regions?")
+    card = page.locator(".q-expansion-item").filter(has_text="sql_query")
+    await card.get_by_text("SELECT COUNT(*) AS regions FROM regions").wait_for(timeout=15_000)
+    await card.get_by_text("1 row").wait_for()
+    await page.get_by_text("We sell in 5 regions.").wait_for()
+    # Regenerate redraws the thread: the user's question and the older reply must still read.
+    await page.get_by_role("button", name="Regenerate").last.click()
+    await page.get_by_text("2/2").wait_for(timeout=15_000)
+    await page.get_by_role("button", name="Previous version").click()
+    await page.get_by_text("1/2").wait_for()
+    await page.locator(".q-expansion-item").filter(has_text="sql_query").first \
+        .get_by_text("SELECT COUNT(*) AS regions FROM regions").wait_for()
