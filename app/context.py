@@ -9,6 +9,7 @@ from pathlib import Path
 
 from app.settings import Settings
 from services.chat import ChatService
+from services.duet import DuetService, Limits
 from services.providers.registry import Registry
 from services.recovery import recover_interrupted
 from services.runs import RunManager
@@ -26,6 +27,7 @@ class Lantern:
     runs: RunManager
     chat: ChatService
     tools: Callable[[], dict[str, Tool]]
+    duet: DuetService
 
     @classmethod
     def create(cls, settings: Settings) -> Lantern:
@@ -37,7 +39,9 @@ class Lantern:
         tools = _lazy_tools(settings.data_dir)
         chat = ChatService(db=db, registry=registry, runs=runs, tools=tools,
                            max_prompt_chars=settings.max_prompt_chars)
-        return cls(settings=settings, db=db, registry=registry, runs=runs, chat=chat, tools=tools)
+        duet = DuetService(db=db, registry=registry, runs=runs, limits=Limits(
+            max_turns=settings.duet_max_turns, max_total_tokens=settings.duet_max_total_tokens))
+        return cls(settings=settings, db=db, registry=registry, runs=runs, chat=chat, tools=tools, duet=duet)
 
     async def startup(self) -> None:
         """Recover what a crash left running."""

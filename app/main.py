@@ -9,8 +9,9 @@ from nicegui import app
 
 from app.api import errors
 from app.api.routes import build_router
+from app.api.run_routes import build_run_router
 from app.context import Lantern
-from app.pages import chat, placeholders
+from app.pages import chat, duet, placeholders
 from components.render import highlight_css
 
 STATIC = Path(__file__).parent / "static"
@@ -24,7 +25,9 @@ def build(lantern: Lantern) -> None:
                       include_in_schema=False)
     errors.install(app)
     app.include_router(build_router(lantern))
+    app.include_router(build_run_router(lantern))
     chat.register(lantern)
+    duet.register(lantern)
     placeholders.register()
     app.on_startup(lantern.startup)
     app.on_shutdown(lantern.shutdown)

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     local_context: int = Field(2048, validation_alias="LANTERN_LOCAL_CONTEXT")
     local_threads: int | None = Field(None, validation_alias="LANTERN_LOCAL_THREADS")
 
+    duet_max_turns: int = Field(40, validation_alias="LANTERN_DUET_MAX_TURNS")
+    duet_max_total_tokens: int = Field(40_000, validation_alias="LANTERN_DUET_MAX_TOKENS")
+
     provider_timeout_s: float = Field(60.0, validation_alias="LANTERN_PROVIDER_TIMEOUT")
     max_prompt_chars: int = Field(200_000, validation_alias="LANTERN_MAX_PROMPT_CHARS")
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from services.errors import BadInput, LanternError
+from services.errors import BadInput, NotFound
 from services.providers.base import ChatMessage, ChatRequest
 from services.providers.registry import Registry
 from services.reply import ReplyBody
@@ -21,12 +21,6 @@ from storage.models import Conversation, Message, Run
 ROLES = ("user", "assistant", "system")
 TITLE_CHARS = 60
 DEFAULT_REPLY_TOKENS = 512
-
-
-class NotFound(LanternError):
-    """No such item for this user (others' items do not exist for them)."""
-
-    kind = "not_found"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -3,6 +3,8 @@
     LanternError
     ├── UnknownModel          no provider/model by that name
     ├── BadInput              the request itself is wrong (empty prompt, bad config)
+    ├── NotFound              no such item for this user
+    ├── Conflict              the item exists but its state forbids this (e.g. changing a finished run)
     └── ProviderError         a provider call failed
         ├── ProviderAuth          missing/invalid key (not retryable)
         ├── ProviderBadRequest    the provider refused the request (not retryable)
@@ -30,6 +32,18 @@ class BadInput(LanternError):
     """The request is wrong; the message says how."""
 
     kind = "bad_input"
+
+
+class NotFound(LanternError):
+    """No such item for this user (others' items do not exist for them)."""
+
+    kind = "not_found"
+
+
+class Conflict(LanternError):
+    """The item exists but is not in a state that allows this."""
+
+    kind = "conflict"
 
 
 class ProviderError(LanternError):

@@ -92,14 +92,24 @@ def to_markdown(doc: dict[str, Any]) -> str:
 
 def to_pdf(doc: dict[str, Any]) -> bytes:
     """The current branch as a PDF with real text; blocking, so run it in a worker thread."""
+    return html_to_pdf(to_html(doc))
+
+
+def html_to_pdf(html: str) -> bytes:
+    """Print a self-contained HTML page to PDF, fetching nothing; blocking, so run it in a worker thread."""
     try:
         import weasyprint  # imported here: the other formats must work without it
     except (ImportError, OSError) as exc:  # OSError: WeasyPrint is installed but Pango is not
         raise ExportUnavailable(f"{INSTALL_HINT} ({_first_line(exc)})") from exc
     with _pdf_lock:
-        pdf = weasyprint.HTML(string=to_html(doc), url_fetcher=_refusing_fetcher(weasyprint)).write_pdf()
+        pdf = weasyprint.HTML(string=html, url_fetcher=_refusing_fetcher(weasyprint)).write_pdf()
     assert isinstance(pdf, bytes)
     return pdf
+
+
+def render_markdown_html(text: str) -> str:
+    """Model output as print HTML: raw HTML escaped, code highlighted, images shown as text (never fetched)."""
+    return _markdown().render(text)
 
 
 def to_html(doc: dict[str, Any]) -> str:
@@ -116,7 +126,7 @@ def to_html(doc: dict[str, Any]) -> str:
         if m["status"] in STATUS_LABEL:
             head += f' <span class="status">{escape(STATUS_LABEL[m["status"]])}</span>'
         body = (f'<div class="plain">{escape(m["content"])}</div>' if m["role"] == "user"
-                else f'<div class="md">{_markdown().render(m["content"])}</div>')
+                else f'<div class="md">{render_markdown_html(m["content"])}</div>')
         extra = f'<p class="error">Error: {escape(_error_message(m))}</p>' if _error_message(m) else ""
         if m["role"] == "assistant":
             extra += f'<p class="usage">{escape(_usage(m))}</p>'

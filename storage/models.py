@@ -98,6 +98,17 @@ class RunEventChunk(SQLModel, table=True):
     events: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
 
 
+class Preset(SQLModel, table=True):
+    """A saved configuration (e.g. a pair of duet bots) a person can reuse."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    user_id: str = Field(index=True, foreign_key="user.id")
+    kind: str = Field(index=True)
+    name: str
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class SchemaVersion(SQLModel, table=True):
     """The migration level of this database."""
 

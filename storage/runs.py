@@ -6,11 +6,13 @@ from typing import Any
 
 from sqlmodel import Session, col, select, update
 
+from storage.conversations import ensure_user
 from storage.models import Run, RunEventChunk, utcnow
 
 
 def create_run(session: Session, *, run: Run) -> Run:
-    """Store a new run."""
+    """Store a new run (its user is created on first use, as in loopback mode)."""
+    ensure_user(session, user_id=run.user_id, name=run.user_id)
     session.add(run)
     session.flush()
     return run

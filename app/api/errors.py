@@ -12,6 +12,8 @@ from services import errors
 from services.export import ExportUnavailable
 
 STATUS: list[tuple[type[errors.LanternError], int]] = [
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
     (errors.ProviderAuth, 503),
     (errors.ProviderRateLimited, 429),
     (errors.ProviderUnavailable, 502),
@@ -29,8 +31,6 @@ def error_response(status: int, type_: str, message: str, **extra: Any) -> JSONR
 
 def status_for(exc: errors.LanternError) -> int:
     """HTTP status of one of our errors."""
-    if exc.kind == "not_found":
-        return 404
     return next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
 
 

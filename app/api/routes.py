@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from app import __version__
-from app.api.errors import error_response
 from app.api.schemas import ChatBody
 from app.api.sse import sse_response
 from app.auth import current_user_id
 from app.context import Lantern
-from services.chat import NotFound
+from services.errors import NotFound
 from services.export import MEDIA_TYPES, conversation_document, filename, to_json, to_markdown, to_pdf
 from storage import conversations as conv_repo
 from storage import runs as run_repo
@@ -103,32 +102,6 @@ def build_router(lantern: Lantern) -> APIRouter:
             body = (to_json(doc) if fmt == "json" else to_markdown(doc)).encode()
         return Response(body, media_type=MEDIA_TYPES[fmt],
                         headers={"Content-Disposition": f'attachment; filename="{filename(doc, fmt)}"'})
-
-    @router.get("/api/runs/{run_id}")
-    async def run(run_id: str) -> dict[str, Any]:
-        """A run's status, config, timings, usage and result."""
-        found = await lantern.db.call(run_repo.get_run, run_id=run_id, user_id=current_user_id())
-        if found is None:
-            raise NotFound(f"No run {run_id}")
-        return found.model_dump(mode="json")
-
-    @router.get("/api/runs/{run_id}/events")
-    async def run_events(run_id: str, last_event_id: str | None = Header(None)) -> Response:
-        """Replay then follow a run as SSE, resuming after `Last-Event-ID`."""
-        if await lantern.db.call(run_repo.get_run, run_id=run_id, user_id=current_user_id()) is None:
-            raise NotFound(f"No run {run_id}")
-        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
-        return sse_response(lantern.runs.subscribe(run_id, after=after))
-
-    @router.post("/api/runs/{run_id}/stop")
-    async def stop(run_id: str) -> Response:
-        """Stop a running run at once; partial output is kept."""
-        found = await lantern.db.call(run_repo.get_run, run_id=run_id, user_id=current_user_id())
-        if found is None:
-            raise NotFound(f"No run {run_id}")
-        if not await lantern.runs.stop(run_id):
-            return error_response(409, "not_running", f"Run {run_id} is {found.status}, not running")
-        return JSONResponse({"status": "stopped"})
 
     return router
 

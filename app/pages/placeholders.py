@@ -7,7 +7,6 @@ from nicegui import ui
 from app.pages.frame import coming
 
 PLANNED = {
-    "/duet": ("Duet", "Two bots in a steerable conversation, streamed live."),
     "/pipelines": ("Pipelines", "Watch a multi-step pipeline think, step by step."),
     "/studio": ("Studio", "Marketing deliverables from draft to approved export."),
     "/history": ("History", "Every conversation and run, searchable."),

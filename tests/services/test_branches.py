@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from services.chat import NotFound, fit_history
-from services.errors import BadInput
+from services.chat import fit_history
+from services.errors import BadInput, NotFound
 from services.providers.base import ChatMessage
 from storage import conversations as conv_repo
 

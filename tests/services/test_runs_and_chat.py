@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.chat import NotFound
-from services.errors import BadInput, ProviderAuth, UnknownModel
+from services.errors import BadInput, NotFound, ProviderAuth, UnknownModel
 from services.events import Done, Error, TextDelta, Usage
 from storage import conversations as conv_repo
 from storage import runs as run_repo

@@ -1,0 +1,100 @@
+"""Run routes: start, list, inspect, follow, stop, steer and export runs (../shared/API.md, Runs)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
+
+from app.api.errors import error_response
+from app.api.schemas_runs import AgentPatch, DuetCreate
+from app.api.sse import sse_response
+from app.auth import current_user_id
+from app.context import Lantern
+from services import duet_export
+from services.errors import NotFound
+from storage import runs as run_repo
+from storage.models import Run
+
+PUBLIC_RUN_FIELDS = {"id", "trace_id", "kind", "status", "conversation_id", "config", "result", "error",
+                     "input_tokens", "output_tokens", "cost_usd", "started_at", "finished_at"}
+EXPORTERS: dict[str, Any] = {"duet": duet_export}
+
+
+def build_run_router(lantern: Lantern) -> APIRouter:
+    """The run routes, bound to this app's services."""
+    router = APIRouter()
+
+    async def owned(run_id: str) -> Run:
+        found = await lantern.db.call(run_repo.get_run, run_id=run_id, user_id=current_user_id())
+        if found is None:
+            raise NotFound(f"No run {run_id}")
+        return found
+
+    @router.post("/api/runs", status_code=201)
+    async def create(body: DuetCreate) -> dict[str, Any]:
+        """Start a run in the background; follow it with `/api/runs/{id}/events`."""
+        active = await lantern.duet.start(user_id=current_user_id(), topic=body.topic, turns=body.turns,
+                                          agents=[a.model_dump() for a in body.agents],
+                                          continue_from=body.continue_from)
+        return {"run_id": active.run.id, "trace_id": active.run.trace_id, "status": "running"}
+
+    @router.get("/api/runs")
+    async def list_runs(kind: str | None = None, limit: int = Query(50, ge=1, le=500),
+                        offset: int = Query(0, ge=0)) -> dict[str, Any]:
+        """The user's runs, newest first."""
+        runs = await lantern.db.call(run_repo.list_runs, user_id=current_user_id(), kind=kind, limit=limit,
+                                     offset=offset)
+        return {"items": [public(r) for r in runs]}
+
+    @router.get("/api/runs/{run_id}")
+    async def get(run_id: str) -> dict[str, Any]:
+        """A run's status, config, timings, usage and result."""
+        return public(await owned(run_id))
+
+    @router.get("/api/runs/{run_id}/events")
+    async def events(run_id: str, last_event_id: str | None = Header(None)) -> Response:
+        """Replay then follow a run as SSE, resuming after `Last-Event-ID`."""
+        await owned(run_id)
+        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        return sse_response(lantern.runs.subscribe(run_id, after=after))
+
+    @router.post("/api/runs/{run_id}/stop")
+    async def stop(run_id: str) -> Response:
+        """Stop a running run at once; partial output is kept."""
+        found = await owned(run_id)
+        if not await lantern.runs.stop(run_id):
+            return error_response(409, "not_running", f"Run {run_id} is {found.status}, not running")
+        return JSONResponse({"status": "stopped"})
+
+    @router.patch("/api/runs/{run_id}/agents/{index}")
+    async def steer(run_id: str, index: int, body: AgentPatch) -> dict[str, Any]:
+        """Change a duet bot from its next turn; the change is recorded in the transcript."""
+        agent = await lantern.duet.update_agent(user_id=current_user_id(), run_id=run_id, index=index,
+                                                changes=body.model_dump(exclude_none=True))
+        return {"index": index, "agent": agent}
+
+    @router.get("/api/runs/{run_id}/export")
+    async def export(run_id: str, format: str = Query("json", pattern="^(json|md|pdf)$")) -> Response:
+        """The run as a file: JSON (lossless), Markdown or PDF."""
+        found = await owned(run_id)
+        exporter = EXPORTERS.get(found.kind)
+        if exporter is None:
+            return error_response(422, "validation", f"{found.kind} runs cannot be exported yet")
+        doc = exporter.duet_document(found, active=lantern.runs.active.get(found.id))
+        if format == "pdf":
+            content: str | bytes = await asyncio.to_thread(exporter.to_pdf, doc)
+        else:
+            content = exporter.to_json(doc) if format == "json" else exporter.to_markdown(doc)
+        media = {"json": "application/json", "md": "text/markdown; charset=utf-8", "pdf": "application/pdf"}
+        return Response(content, media_type=media[format], headers={
+            "Content-Disposition": f'attachment; filename="{exporter.filename(doc, format)}"'})
+
+    return router
+
+
+def public(run: Run) -> dict[str, Any]:
+    """A run as clients see it (no owner id)."""
+    return run.model_dump(mode="json", include=PUBLIC_RUN_FIELDS)

@@ -1,0 +1,41 @@
+"""Bodies of the run routes (duet now; pipelines and deliverables join as their issues land)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AgentIn(BaseModel):
+    """One duet bot."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=80)
+    model: str
+    system_prompt: str = Field("", max_length=20_000)
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=32_000)
+
+
+class DuetCreate(BaseModel):
+    """`POST /api/runs` with `kind: "duet"`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["duet"]
+    topic: str = Field(max_length=20_000)
+    turns: int
+    agents: list[AgentIn] = Field(min_length=2, max_length=2)
+    continue_from: str | None = None
+
+
+class AgentPatch(BaseModel):
+    """`PATCH /api/runs/{id}/agents/{index}`: any of these, from the bot's next turn."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    system_prompt: str | None = Field(None, max_length=20_000)
+    temperature: float | None = Field(None, ge=0, le=2)
+    model: str | None = None

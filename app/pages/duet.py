@@ -1,0 +1,251 @@
+"""The Duet page: two bots talk live; steer either mid-run, stop, continue, export, save presets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nicegui import background_tasks, ui
+
+from app.auth import current_user_id
+from app.context import Lantern
+from app.pages.frame import frame
+from components.buttons import icon_button
+from components.duet_views import BotPanel, TurnView
+from services.errors import LanternError
+from services.events import Done, Error, TextDelta, TurnFinished, Usage
+from storage import presets as preset_repo
+from storage import runs as run_repo
+
+DEFAULT_AGENTS = [
+    {"name": "Ada", "system_prompt": "You are Ada, an optimistic engineer. Be concise.", "temperature": 0.7},
+    {"name": "Grace", "system_prompt": "You are Grace, a sceptical reviewer. Be concise.", "temperature": 0.7},
+]
+
+
+def register(lantern: Lantern) -> None:
+    """Routes: a new duet and a stored one."""
+
+    @ui.page("/duet")
+    async def new_duet() -> None:
+        await DuetPage(lantern, None).build()
+
+    @ui.page("/duet/{run_id}")
+    async def stored_duet(run_id: str) -> None:
+        await DuetPage(lantern, run_id).build()
+
+
+class DuetPage:
+    """One tab's view of one duet."""
+
+    def __init__(self, lantern: Lantern, run_id: str | None) -> None:
+        self.lantern = lantern
+        self.run_id = run_id
+        self.running = False
+        self.total_turns = 0
+        self.done_turns = 0
+
+    async def build(self) -> None:
+        """Draw the panels and the transcript; re-attach to a running duet."""
+        run = None
+        if self.run_id:
+            run = await self.lantern.db.call(run_repo.get_run, run_id=self.run_id, user_id=current_user_id())
+        with frame("Duet"):
+            if self.run_id and (run is None or run.kind != "duet"):
+                ui.label("This duet does not exist.").classes("text-lg")
+                ui.link("Start a new duet", "/duet")
+                return
+            config = run.config if run else {}
+            agents = (run.result.get("agents") if run and run.result else None) or config.get("agents") \
+                or [{**a, "model": self.lantern.registry.default_model} for a in DEFAULT_AGENTS]
+            models = [m.id for m in self.lantern.registry.list_models() if m.available]
+            with ui.row().classes("w-full gap-4 no-wrap items-stretch"):
+                self.panels = [BotPanel(index=i, agent=agents[i], models=models, on_apply=self.steer)
+                               for i in range(2)]
+            self._controls(config)
+            self.progress_label = ui.label("").classes("text-sm opacity-70")
+            self.progress = ui.linear_progress(value=0, show_value=False).props("rounded")
+            self.progress.set_visibility(False)
+            self.transcript = ui.column().classes("w-full gap-3").mark("transcript")
+        if run is not None:
+            await self._show_run(run)
+
+    def _controls(self, config: dict[str, Any]) -> None:
+        """Topic, turns, start/stop/continue, presets and export."""
+        with ui.row().classes("w-full items-end gap-2"):
+            self.topic = ui.textarea("Topic or opening message", value=config.get("topic", "")) \
+                .props("autogrow outlined").classes("flex-grow").mark("topic")
+            self.turns = ui.number("Turns", value=config.get("turns", 6), min=1, precision=0) \
+                .props("outlined").classes("w-24").mark("turns")
+            self.start_button = ui.button("Start", icon="play_arrow", on_click=self.start).mark("start")
+            self.stop_button = icon_button("stop", "Stop (Esc)", self.stop, props="round color=negative",
+                                           marker="stop")
+            self.stop_button.set_visibility(False)
+            self.continue_button = ui.button("Continue", icon="redo", on_click=self.continue_duet) \
+                .props("outline").mark("continue")
+            self.continue_button.set_visibility(bool(self.run_id))
+        with ui.row().classes("w-full items-center gap-2"):
+            self.preset_select = ui.select({}, label="Presets", on_change=self._load_preset) \
+                .classes("min-w-48").props("dense outlined").mark("presets")
+            ui.button("Save preset", icon="bookmark_add", on_click=self._save_preset).props("flat dense")
+            ui.space()
+            with ui.button("Export", icon="download").props("flat dense") as self.export, ui.menu():
+                for fmt, label in (("md", "Markdown"), ("json", "JSON (lossless)"), ("pdf", "PDF")):
+                    ui.menu_item(label, lambda f=fmt: ui.download(f"/api/runs/{self.run_id}/export?format={f}")) \
+                        .mark(f"export-{fmt}")
+            self.export.set_visibility(bool(self.run_id))
+        ui.keyboard(lambda e: self.stop() if e.key.escape and e.action.keydown else None, ignore=[])
+        background_tasks.create(self._refresh_presets(), name="duet-presets")
+
+    # ---- running -------------------------------------------------------------------------------
+
+    async def start(self, *, continue_from: str | None = None) -> None:
+        """Start a duet with the panels' bots."""
+        if self.running:
+            ui.notify("The duet is still running: stop it first (Esc).", type="warning")
+            return
+        try:
+            active = await self.lantern.duet.start(
+                user_id=current_user_id(), topic=self.topic.value or "", turns=int(self.turns.value or 0),
+                agents=[p.config() for p in self.panels], continue_from=continue_from)
+        except (LanternError, ValueError) as exc:
+            ui.notify(str(exc), type="negative", multi_line=True)
+            return
+        if continue_from:
+            ui.navigate.to(f"/duet/{active.run.id}")  # the continuation is its own run, history included
+            return
+        self.run_id = active.run.id
+        ui.navigate.history.replace(f"/duet/{active.run.id}")
+        self.transcript.clear()
+        self._follow(active.run.id, total=int(self.turns.value or 0), done=0)
+
+    async def continue_duet(self) -> None:
+        """More turns after a stopped or finished duet (a new run that carries the transcript)."""
+        if self.run_id:
+            await self.start(continue_from=self.run_id)
+
+    async def stop(self) -> None:
+        """Stop now; the partial turn is kept."""
+        if self.running and self.run_id:
+            await self.lantern.runs.stop(self.run_id)
+
+    async def steer(self, index: int, changes: dict[str, Any]) -> None:
+        """Apply a bot's edited settings from its next turn."""
+        if not (self.running and self.run_id):
+            return
+        try:
+            await self.lantern.duet.update_agent(user_id=current_user_id(), run_id=self.run_id, index=index,
+                                                 changes=changes)
+        except LanternError as exc:
+            ui.notify(str(exc), type="negative")
+            return
+        with self.transcript:
+            ui.label(f"✎ {self.panels[index].name} changed: {', '.join(sorted(changes))} — from its next turn") \
+                .classes("text-xs italic opacity-70")
+        ui.notify(f"{self.panels[index].name} will use the change from its next turn.")
+
+    def _follow(self, run_id: str, *, total: int, done: int) -> None:
+        """Stream the run into the transcript in the background."""
+        self.running = True
+        self.total_turns, self.done_turns = total, done
+        self._set_running(True)
+        background_tasks.create(self._consume(run_id), name=f"duet-{run_id}")
+
+    async def _consume(self, run_id: str) -> None:
+        """Turn blocks fill live; each turn is labelled with its bot."""
+        current: TurnView | None = None
+        usage: Usage | None = None
+        async for _seq, event in self.lantern.runs.subscribe(run_id):
+            if self.transcript.is_deleted:
+                return
+            match event:
+                case TextDelta(delta=delta, agent=agent):
+                    if current is None:
+                        with self.transcript:
+                            current = TurnView(turn=self.done_turns, agent=agent or "", index=self._index(agent),
+                                               live=True)
+                    current.body.append(delta)
+                case Usage():
+                    usage = event
+                case TurnFinished():
+                    if current is not None:
+                        await current.finish(usage=usage, status="completed")
+                    current, usage = None, None
+                    self.done_turns += 1
+                    self._show_progress()
+                case Error(message=message):
+                    ui.notify(message, type="negative", multi_line=True)
+                case Done(status=status):
+                    if current is not None:
+                        await current.finish(usage=usage, status=status)
+        self.running = False
+        self._set_running(False)
+
+    # ---- drawing -------------------------------------------------------------------------------
+
+    async def _show_run(self, run: Any) -> None:
+        """A stored duet: its transcript, and live turns if it is still running."""
+        earlier: list[dict[str, Any]] = run.result.get("turns", []) if run.result else []
+        if run.status == "running" and run.config.get("continue_from"):
+            previous = await self.lantern.db.call(run_repo.get_run, run_id=run.config["continue_from"],
+                                                  user_id=current_user_id())
+            earlier = previous.result.get("turns", []) if previous and previous.result else []
+        with self.transcript:
+            for turn in earlier:
+                view = TurnView(turn=turn["turn"], agent=turn["agent"], index=turn["agent_index"], live=False)
+                await view.load(turn)
+            for change in (run.result or {}).get("changes", []):
+                ui.label(f"✎ {change['agent']} changed {', '.join(sorted(change['changes']))} "
+                         f"before turn {change['before_turn'] + 1}").classes("text-xs italic opacity-70")
+        if run.status == "running" and run.id in self.lantern.runs.active:
+            self._follow(run.id, total=len(earlier) + run.config.get("turns", 0), done=len(earlier))
+        else:
+            self.progress_label.text = f"{len(earlier)} turns · {run.status}"
+
+    def _index(self, agent: str | None) -> int:
+        """Which panel a speaker belongs to (for its colour)."""
+        return 1 if agent == self.panels[1].name else 0
+
+    def _show_progress(self) -> None:
+        """Turn counter and bar."""
+        total = max(self.total_turns, 1)
+        self.progress.value = min(self.done_turns / total, 1)
+        self.progress_label.text = f"Turn {min(self.done_turns + 1, total)} of {total}" if self.running \
+            else f"{self.done_turns} turns"
+
+    def _set_running(self, running: bool) -> None:
+        """Buttons and panels for the running / idle states."""
+        if self.start_button.is_deleted:
+            return
+        self.start_button.set_visibility(not running)
+        self.stop_button.set_visibility(running)
+        self.continue_button.set_visibility(not running and bool(self.run_id))
+        self.export.set_visibility(bool(self.run_id))
+        self.progress.set_visibility(running)
+        for panel in self.panels:
+            panel.set_running(running)
+        self._show_progress()
+        if not running:
+            self.progress_label.text = f"{self.done_turns} turns · finished"
+
+    # ---- presets -------------------------------------------------------------------------------
+
+    async def _refresh_presets(self) -> None:
+        presets = await self.lantern.db.call(preset_repo.list_presets, user_id=current_user_id(), kind="duet")
+        self._presets = {p.name: p.config for p in presets}
+        self.preset_select.set_options(sorted(self._presets))
+
+    async def _load_preset(self) -> None:
+        config = getattr(self, "_presets", {}).get(self.preset_select.value)
+        if config:
+            for panel, agent in zip(self.panels, config["agents"], strict=True):
+                panel.fill(agent)
+            self.topic.value = config.get("topic", self.topic.value)
+            self.turns.value = config.get("turns", self.turns.value)
+
+    async def _save_preset(self) -> None:
+        name = " & ".join(p.name for p in self.panels)
+        config = {"agents": [p.config() for p in self.panels], "topic": self.topic.value, "turns": self.turns.value}
+        await self.lantern.db.call(preset_repo.save_preset, user_id=current_user_id(), kind="duet", name=name,
+                                   config=config)
+        await self._refresh_presets()
+        ui.notify(f"Saved preset “{name}”.")
