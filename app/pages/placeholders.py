@@ -9,7 +9,6 @@ from app.pages.frame import coming
 PLANNED = {
     "/pipelines": ("Pipelines", "Watch a multi-step pipeline think, step by step."),
     "/studio": ("Studio", "Marketing deliverables from draft to approved export."),
-    "/history": ("History", "Every conversation and run, searchable."),
     "/settings": ("Settings", "Providers, keys, prices and API tokens."),
 }
 

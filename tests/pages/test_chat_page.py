@@ -191,3 +191,16 @@ async def test_export_menu_downloads_the_conversation(scripted_default: None, us
         pytest.skip(f"PDF export unavailable here: {pdf.json()['error']['message']}")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     assert "attachment" in pdf.headers["content-disposition"]
+
+
+async def test_history_lists_and_searches_conversations(scripted_default: None, user: User) -> None:
+    await user.open("/history")
+    await user.should_see("No conversations yet")
+    for text in ("Lighthouse keepers", "Tidal charts"):
+        await user.http_client.post("/api/chat", json={"messages": [{"role": "user", "content": text}],
+                                                       "model": "scripted/echo"})
+    await user.open("/history")
+    await user.should_see("Lighthouse keepers")
+    user.find(marker="history-search").type("tidal").trigger("update:modelValue")
+    await user.should_not_see("Lighthouse keepers")
+    await user.should_see("Tidal charts")

@@ -57,3 +57,22 @@ async def test_steer_stop_and_continue(user: User) -> None:
     user.find(marker="turns").elements.pop().value = 1
     user.find(marker="continue").click()
     await user.should_see("Turn 2 · Grace", retries=50)
+
+
+async def test_reload_mid_duet_replays_and_continues_and_history_lists_it(user: User) -> None:
+    await user.open("/duet")
+    user.find(marker="model-0").elements.pop().value = "scripted/slow"
+    user.find(marker="model-1").elements.pop().value = "scripted/echo"
+    user.find(marker="topic").type("Reload me")
+    user.find(marker="turns").elements.pop().value = 2
+    user.find(marker="start").click()
+    await user.should_see("Turn 1 · Ada")
+    run_id = (await user.http_client.get("/api/runs")).json()["items"][0]["id"]
+    await user.open(f"/duet/{run_id}")  # a reload mid-turn
+    await user.should_see("Turn 1 · Ada")
+    await user.should_see("Turn 2 · Grace", retries=100)  # and it goes on live
+    await user.should_see("2 turns · finished")
+    await user.open("/history")
+    user.find("Runs").click()
+    await user.should_see("Reload me")
+    await user.should_see("completed")
