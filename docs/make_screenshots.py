@@ -49,6 +49,13 @@ async def main() -> None:
     out = ROOT / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     scripts = {"showcase": {"replies": [SHOWCASE], "delay": 0.005, "chunk": 6},
+               "optimist": {"replies": ["Python is fast enough for most services: the bottleneck is I/O, "
+                                        "and the hot loops can live in C extensions.",
+                                        "Then measure first — profile, and rewrite only the 5% that matters."],
+                            "delay": 0.01, "chunk": 5},
+               "sceptic": {"replies": ["Until it isn't: a CPU-bound endpoint on two cores will queue up fast.",
+                                       "Agreed, with one rule: set a latency budget before choosing the language."],
+                           "delay": 0.01, "chunk": 5},
                "analyst": {"replies": ANALYST, "delay": 0.005, "chunk": 6}}
     with tempfile.TemporaryDirectory() as tmp:
         app = AppProcess(Path(tmp) / "data", {"LANTERN_SCRIPTS": json.dumps(scripts),
@@ -78,6 +85,16 @@ async def main() -> None:
                 await page.get_by_text("scripted/analyst · ", exact=False).last.wait_for(timeout=30_000)
                 await asyncio.sleep(0.5)
                 await page.screenshot(path=str(out / "tools.png"))
+                await page.goto(f"{app.url}/duet")
+                for i, model in enumerate(("scripted/optimist", "scripted/sceptic")):
+                    await page.get_by_label("Model").nth(i).click()
+                    await page.get_by_role("option", name=model).last.click()
+                await page.get_by_label("Topic or opening message").fill("Is Python fast enough for a web API?")
+                await page.get_by_label("Turns").fill("4")
+                await page.get_by_role("button", name="Start").click()
+                await page.get_by_text("4 turns · finished").wait_for(timeout=30_000)
+                await page.evaluate("window.scrollTo(0, 0)")
+                await page.screenshot(path=str(out / "duet.png"), full_page=True)
                 await browser.close()
         finally:
             app.stop()
