@@ -10,6 +10,7 @@ from pathlib import Path
 from app.settings import Settings
 from services.chat import ChatService
 from services.duet import DuetService, Limits
+from services.pipeline import PipelineService
 from services.providers.registry import Registry
 from services.recovery import recover_interrupted
 from services.runs import RunManager
@@ -28,6 +29,7 @@ class Lantern:
     chat: ChatService
     tools: Callable[[], dict[str, Tool]]
     duet: DuetService
+    pipelines: PipelineService
 
     @classmethod
     def create(cls, settings: Settings) -> Lantern:
@@ -41,7 +43,9 @@ class Lantern:
                            max_prompt_chars=settings.max_prompt_chars)
         duet = DuetService(db=db, registry=registry, runs=runs, limits=Limits(
             max_turns=settings.duet_max_turns, max_total_tokens=settings.duet_max_total_tokens))
-        return cls(settings=settings, db=db, registry=registry, runs=runs, chat=chat, tools=tools, duet=duet)
+        pipelines = PipelineService(db=db, registry=registry, runs=runs)
+        return cls(settings=settings, db=db, registry=registry, runs=runs, chat=chat, tools=tools, duet=duet,
+                   pipelines=pipelines)
 
     async def startup(self) -> None:
         """Recover what a crash left running."""

@@ -75,6 +75,7 @@ class StepFinished(Event):
     response: str
     seconds: float
     usage: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -9,18 +9,19 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.api.errors import error_response
-from app.api.schemas_runs import AgentPatch, DuetCreate
+from app.api.schemas_runs import AgentPatch, PipelineCreate, RunCreate
 from app.api.sse import sse_response
 from app.auth import current_user_id
 from app.context import Lantern
-from services import duet_export
+from services import duet_export, pipeline_export
 from services.errors import NotFound
 from storage import runs as run_repo
 from storage.models import Run
 
 PUBLIC_RUN_FIELDS = {"id", "trace_id", "kind", "status", "conversation_id", "config", "result", "error",
                      "input_tokens", "output_tokens", "cost_usd", "started_at", "finished_at"}
-EXPORTERS: dict[str, Any] = {"duet": duet_export}
+EXPORTERS: dict[str, Any] = {"duet": duet_export.duet_document, "pipeline": pipeline_export.document}
+EXPORT_MODULES: dict[str, Any] = {"duet": duet_export, "pipeline": pipeline_export}
 
 
 def build_run_router(lantern: Lantern) -> APIRouter:
@@ -34,11 +35,16 @@ def build_run_router(lantern: Lantern) -> APIRouter:
         return found
 
     @router.post("/api/runs", status_code=201)
-    async def create(body: DuetCreate) -> dict[str, Any]:
+    async def create(body: RunCreate) -> dict[str, Any]:
         """Start a run in the background; follow it with `/api/runs/{id}/events`."""
-        active = await lantern.duet.start(user_id=current_user_id(), topic=body.topic, turns=body.turns,
-                                          agents=[a.model_dump() for a in body.agents],
-                                          continue_from=body.continue_from)
+        if isinstance(body, PipelineCreate):
+            active = await lantern.pipelines.start(
+                user_id=current_user_id(), topic=body.topic, pipeline=body.pipeline, definition=body.definition,
+                model=body.model, models=body.models, max_attempts=body.max_attempts)
+        else:
+            active = await lantern.duet.start(user_id=current_user_id(), topic=body.topic, turns=body.turns,
+                                              agents=[a.model_dump() for a in body.agents],
+                                              continue_from=body.continue_from)
         return {"run_id": active.run.id, "trace_id": active.run.trace_id, "status": "running"}
 
     @router.get("/api/runs")
@@ -80,10 +86,10 @@ def build_run_router(lantern: Lantern) -> APIRouter:
     async def export(run_id: str, format: str = Query("json", pattern="^(json|md|pdf)$")) -> Response:
         """The run as a file: JSON (lossless), Markdown or PDF."""
         found = await owned(run_id)
-        exporter = EXPORTERS.get(found.kind)
+        exporter = EXPORT_MODULES.get(found.kind)
         if exporter is None:
             return error_response(422, "validation", f"{found.kind} runs cannot be exported yet")
-        doc = exporter.duet_document(found, active=lantern.runs.active.get(found.id))
+        doc = EXPORTERS[found.kind](found, active=lantern.runs.active.get(found.id))
         if format == "pdf":
             content: str | bytes = await asyncio.to_thread(exporter.to_pdf, doc)
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,23 @@ class DuetCreate(BaseModel):
     turns: int
     agents: list[AgentIn] = Field(min_length=2, max_length=2)
     continue_from: str | None = None
+
+
+class PipelineCreate(BaseModel):
+    """`POST /api/runs` with `kind: "pipeline"`: a built-in or saved pipeline by name, or a definition."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["pipeline"]
+    topic: str = Field(max_length=20_000)
+    pipeline: str | None = "assessment"
+    definition: dict[str, Any] | None = None
+    model: str | None = None
+    models: dict[str, str] | None = None
+    max_attempts: int | None = None
+
+
+RunCreate = Annotated[DuetCreate | PipelineCreate, Field(discriminator="kind")]
 
 
 class AgentPatch(BaseModel):

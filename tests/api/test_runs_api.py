@@ -50,3 +50,22 @@ async def test_bad_duets_and_patches_get_clear_errors(user: User) -> None:
     assert (await client.patch(f"/api/runs/{run_id}/agents/0", json={"temperature": 9})).status_code == 422
     assert (await client.patch("/api/runs/nope/agents/0", json={"temperature": 1})).status_code == 404
     assert len((await client.get("/api/runs")).json()["items"]) == 1
+
+
+async def test_pipeline_runs_over_the_api(user: User) -> None:
+    body = {"kind": "pipeline", "topic": "tides", "definition": {
+        "name": "one-liner", "roles": ["writer"],
+        "steps": [{"id": "line", "title": "One line", "role": "writer", "prompt": "Write about {topic}."}]},
+        "model": "scripted/echo"}
+    created = await user.http_client.post("/api/runs", json=body)
+    assert created.status_code == 201
+    run_id = created.json()["run_id"]
+    frames = parse_sse((await user.http_client.get(f"/api/runs/{run_id}/events")).text)
+    assert [f["event"] for f in frames if f["event"].startswith("step.")] == ["step.started", "step.finished"]
+    assert frames[0]["data"]["prompt"] == "Write about tides."
+    md = await user.http_client.get(f"/api/runs/{run_id}/export", params={"format": "md"})
+    assert md.status_code == 200 and "## 1. One line" in md.text
+    bad = await user.http_client.post("/api/runs", json={**body, "definition": {**body["definition"], "extra": 1}})
+    assert bad.status_code == 400 and "extra" in bad.json()["error"]["message"]
+    unknown = await user.http_client.post("/api/runs", json={"kind": "pipeline", "topic": "t", "pipeline": "nope"})
+    assert unknown.status_code == 404

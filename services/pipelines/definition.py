@@ -1,0 +1,176 @@
+"""A pipeline is data: ordered LLM steps whose prompts use the topic and earlier steps' outputs.
+
+Templates use `{topic}`, `{steps.<id>}` (an earlier step's response) and `{steps.<id>.<field>}`
+(a field of an earlier JSON step). A step with `until` loops back to `repeat_from` until its JSON
+field has the wanted value, at most `max_attempts` times; then the pipeline stops early.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from services.errors import BadInput
+
+REFERENCE = re.compile(r"\{steps\.([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?\}")
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "str": str, "int": int, "float": (int, float), "bool": bool, "list": list, "dict": dict}
+
+
+class Condition(BaseModel):
+    """A JSON field of the step's output must equal a value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str
+    equals: Any
+
+
+class StepDef(BaseModel):
+    """One step: which role's model answers which prompt, and what shape the answer has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    title: str
+    role: str
+    prompt: str = Field(min_length=1)
+    output: Literal["text", "json"] = "text"
+    fields: dict[str, Literal["str", "int", "float", "bool", "list", "dict"]] = Field(default_factory=dict)
+    retries: int = Field(1, ge=0, le=5)
+    max_tokens: int | None = Field(None, ge=1, le=32_000)
+    until: Condition | None = None
+    repeat_from: str | None = None
+
+
+class PipelineDef(BaseModel):
+    """A whole pipeline; validated so that every reference points backwards."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=80)
+    description: str = ""
+    roles: list[str] = Field(min_length=1)
+    steps: list[StepDef] = Field(min_length=1, max_length=30)
+    result: str | None = None
+    max_attempts: int = Field(3, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _references(self) -> PipelineDef:
+        """Roles exist, ids are unique, templates and loops only refer to earlier steps."""
+        seen: dict[str, StepDef] = {}
+        for i, step in enumerate(self.steps):
+            where = f"steps[{i}] ({step.id})"
+            if step.id in seen:
+                raise ValueError(f"{where}: the id '{step.id}' is used twice")
+            if step.role not in self.roles:
+                raise ValueError(f"{where}.role: '{step.role}' is not one of roles {self.roles}")
+            for ref, field in REFERENCE.findall(step.prompt):
+                if ref not in seen:
+                    later = any(s.id == ref for s in self.steps[i:])
+                    raise ValueError(f"{where}.prompt: refers to step '{ref}', which "
+                                     f"{'comes later' if later else 'does not exist'}")
+                if field and seen[ref].output != "json":
+                    raise ValueError(f"{where}.prompt: '{ref}.{field}' needs step '{ref}' to have output: json")
+            for name in PLACEHOLDER.findall(step.prompt):
+                if name != "topic" and not REFERENCE.fullmatch("{" + name + "}"):
+                    raise ValueError(f"{where}.prompt: unknown placeholder {{{name}}} (use {{topic}} or "
+                                     "{steps.<id>} / {steps.<id>.<field>})")
+            if step.output == "json" and not step.fields:
+                raise ValueError(f"{where}.fields: a json step must list its fields")
+            if step.until is not None:
+                if step.output != "json" or step.until.field not in step.fields:
+                    raise ValueError(f"{where}.until: '{step.until.field}' must be one of this step's json fields")
+                if step.repeat_from not in seen and step.repeat_from != step.id:
+                    raise ValueError(f"{where}.repeat_from: must name this or an earlier step")
+            elif step.repeat_from is not None:
+                raise ValueError(f"{where}.repeat_from: only a step with `until` can loop back")
+            seen[step.id] = step
+        if self.result is not None and self.result not in seen:
+            raise ValueError(f"result: '{self.result}' is not a step id")
+        return self
+
+
+def parse_definition(source: str | dict[str, Any]) -> PipelineDef:
+    """A definition from YAML/JSON text or a dict, or BadInput naming the line or field at fault."""
+    data: Any = source
+    if isinstance(source, str):
+        try:
+            data = yaml.safe_load(source) if not source.lstrip().startswith("{") else json.loads(source)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"line {exc.lineno}: {exc.msg}") from exc
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f"line {mark.line + 1}: " if mark is not None else ""
+            raise BadInput(f"{line}{getattr(exc, 'problem', None) or exc}") from exc
+    if not isinstance(data, dict):
+        raise BadInput("a pipeline definition is a mapping with name, roles and steps")
+    try:
+        return PipelineDef.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            path = _path(err["loc"])
+            message = err["msg"].removeprefix("Value error, ")
+            line_no = _line_of(source, err["loc"]) if isinstance(source, str) else None
+            problems.append(f"{f'line {line_no}: ' if line_no else ''}{path + ': ' if path else ''}{message}")
+        raise BadInput("; ".join(problems)) from exc
+
+
+def render(template: str, *, topic: str, outputs: dict[str, Any]) -> str:
+    """Fill a prompt template with the topic and earlier outputs."""
+    def value(match: re.Match[str]) -> str:
+        step, field = match.group(1), match.group(2)
+        out = outputs.get(step)
+        if field:
+            return _as_text(out.get(field) if isinstance(out, dict) else None)
+        return _as_text(out)
+
+    return REFERENCE.sub(value, template).replace("{topic}", topic)
+
+
+def check_fields(step: StepDef, data: Any) -> str | None:
+    """Why a JSON step's output does not have the declared fields, or None when it does."""
+    if not isinstance(data, dict):
+        return "the response is not a JSON object"
+    for name, type_name in step.fields.items():
+        if name not in data:
+            return f"field '{name}' is missing"
+        expected = FIELD_TYPES[type_name]
+        if not isinstance(data[name], expected) or (type_name in ("int", "float") and isinstance(data[name], bool)):
+            return f"field '{name}' should be {type_name}"
+    return None
+
+
+def _as_text(value: Any) -> str:
+    """How an output appears inside a later prompt."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=2)
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    """steps[2].prompt from ('steps', 2, 'prompt')."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+    """Best effort: the line of the last named key in the path (YAML or JSON)."""
+    keys = [p for p in loc if isinstance(p, str)]
+    if not keys:
+        return None
+    pattern = re.compile(rf"^\s*-?\s*[\"']?{re.escape(keys[-1])}[\"']?\s*:", re.MULTILINE)
+    index = next((p for p in reversed(loc) if isinstance(p, int)), None)
+    matches = list(pattern.finditer(text))
+    if not matches:
+        return None
+    match = matches[min(index or 0, len(matches) - 1)] if index is not None and len(matches) > 1 else matches[0]
+    return text.count("\n", 0, match.start()) + 1
