@@ -11,7 +11,7 @@ from app.api import errors
 from app.api.routes import build_router
 from app.api.run_routes import build_run_router
 from app.context import Lantern
-from app.pages import chat, duet, history, placeholders
+from app.pages import chat, duet, history, pipelines, placeholders
 from components.render import highlight_css
 
 STATIC = Path(__file__).parent / "static"
@@ -28,6 +28,7 @@ def build(lantern: Lantern) -> None:
     app.include_router(build_run_router(lantern))
     chat.register(lantern)
     duet.register(lantern)
+    pipelines.register(lantern)
     history.register(lantern)
     placeholders.register()
     app.on_startup(lantern.startup)

@@ -22,6 +22,13 @@ from storage.engine import make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 
+PL_CATEGORIES = json.dumps({"categories": [{"name": "basic", "description": "syntax slips"},
+                                            {"name": "subtle", "description": "off-by-one errors"}]})
+PL_QUESTION = "```json\n" + json.dumps({
+    "title": "Summing a list", "difficulty": "subtle",
+    "code": "def total(xs):\n    s = 0\n    for i in range(1, len(xs)):\n        s += xs[i]\n    return s",
+    "errors": [{"id": "E1", "description": "The loop starts at 1 and skips the first element."}]}) + "\n```"
+
 SCRIPTS: dict[str, Any] = {
     "hello": {"replies": ["Hello! I am a **scripted** model.\n\nHere is a list:\n\n- one\n- two\n"]},
     "slow": {"replies": ["word " * 400], "delay": 0.02, "chunk": 5},
@@ -35,6 +42,17 @@ SCRIPTS: dict[str, Any] = {
                             "I can only read data."]},
     "broken": {"replies": [{"text": "Partial answer", "error": {"type": "unavailable",
                                                                  "message": "upstream went away"}}]},
+    # The assessment pipeline's roles (each run uses a whole cycle of a script's replies).
+    "pl_gen": {"replies": [PL_CATEGORIES, PL_QUESTION]},
+    "pl_gen_loop": {"replies": [PL_CATEGORIES, PL_QUESTION, PL_QUESTION]},  # two question attempts
+    "pl_strong": {"replies": ["E1: the loop starts at 1, so the first element is skipped."]},
+    "pl_weak": {"replies": ["The code looks correct to me."]},
+    "pl_judge_yes": {"replies": [json.dumps({"strong_found": True, "weak_found": False, "differentiates": True,
+                                             "reason": "A found E1; B found nothing."})]},
+    "pl_judge_no": {"replies": [json.dumps({"strong_found": True, "weak_found": True, "differentiates": False,
+                                            "reason": "Both found E1."})]},
+    "pl_bad_json": {"replies": ["Sure! Here are the categories: easy, medium, hard."]},
+    "pl_gen_slow": {"replies": [PL_CATEGORIES, PL_QUESTION], "delay": 0.01, "chunk": 8},
 }
 
 

@@ -13,6 +13,7 @@ from storage import conversations as conv_repo
 from storage import runs as run_repo
 
 PAGE = 100
+PAGES = {"duet": "/duet", "pipeline": "/pipelines", "deliverables": "/studio"}
 KIND_ICON = {"chat": "chat", "duet": "forum", "pipeline": "account_tree", "deliverables": "campaign"}
 
 
@@ -73,7 +74,8 @@ class HistoryPage:
             for run in shown:
                 title = run.config.get("topic") or run.kind.title()
                 figures = f"{run.status} · {run.output_tokens} tokens · ${run.cost_usd:.4f}"
-                self._row(run.kind, title, f"/{run.kind}/{run.id}", figures, run.started_at)
+                self._row(run.kind, title, f"{PAGES.get(run.kind, '/' + run.kind)}/{run.id}", figures,
+                          run.started_at)
 
     @staticmethod
     def _row(kind: str, title: str, target: str, detail: str, when: Any) -> None:

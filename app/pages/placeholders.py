@@ -7,7 +7,6 @@ from nicegui import ui
 from app.pages.frame import coming
 
 PLANNED = {
-    "/pipelines": ("Pipelines", "Watch a multi-step pipeline think, step by step."),
     "/studio": ("Studio", "Marketing deliverables from draft to approved export."),
     "/settings": ("Settings", "Providers, keys, prices and API tokens."),
 }

@@ -117,7 +117,7 @@ def parse_definition(source: str | dict[str, Any]) -> PipelineDef:
         for err in exc.errors():
             path = _path(err["loc"])
             message = err["msg"].removeprefix("Value error, ")
-            line_no = _line_of(source, err["loc"]) if isinstance(source, str) else None
+            line_no = _line_of(source, err["loc"], err["msg"]) if isinstance(source, str) else None
             problems.append(f"{f'line {line_no}: ' if line_no else ''}{path + ': ' if path else ''}{message}")
         raise BadInput("; ".join(problems)) from exc
 
@@ -162,15 +162,24 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
-    """Best effort: the line of the last named key in the path (YAML or JSON)."""
-    keys = [p for p in loc if isinstance(p, str)]
-    if not keys:
+def _line_of(text: str, loc: tuple[Any, ...], message: str) -> int | None:
+    """Best effort: the line of the offending key, within the step the error names (YAML or JSON)."""
+    index = next((p for p in loc if isinstance(p, int)), None)
+    if index is None and (named := re.search(r"steps\[(\d+)\]", message)):
+        index = int(named.group(1))
+    start = 0
+    if index is not None:
+        steps = list(re.finditer(r"^\s*(?:-\s*)?[\"']?id[\"']?\s*:", text, re.MULTILINE))
+        if index >= len(steps):
+            return None
+        start = steps[index].start()
+    keys = [p for p in loc if isinstance(p, str) and p != "steps"]
+    missing = "Field required" in message
+    if keys and not missing:
+        key = re.compile(rf"[\"']?{re.escape(keys[-1])}[\"']?\s*:", re.MULTILINE)
+        found = key.search(text, start)
+        if found is not None:
+            start = found.start()
+    elif index is None:
         return None
-    pattern = re.compile(rf"^\s*-?\s*[\"']?{re.escape(keys[-1])}[\"']?\s*:", re.MULTILINE)
-    index = next((p for p in reversed(loc) if isinstance(p, int)), None)
-    matches = list(pattern.finditer(text))
-    if not matches:
-        return None
-    match = matches[min(index or 0, len(matches) - 1)] if index is not None and len(matches) > 1 else matches[0]
-    return text.count("\n", 0, match.start()) + 1
+    return text.count("\n", 0, start) + 1

@@ -13,7 +13,8 @@ from services.pipelines.definition import parse_definition
 from storage import runs as run_repo
 
 CATEGORIES = json.dumps({"categories": [{"name": "easy"}, {"name": "hard"}]})
-QUESTION = json.dumps({"title": "Off by one", "difficulty": "hard", "code": "for i in range(1, len(xs)):\n  print(xs[i])",
+QUESTION = json.dumps({"title": "Off by one", "difficulty": "hard",
+                       "code": "for i in range(1, len(xs)):\n  print(xs[i])",
                        "errors": [{"id": "E1", "description": "skips the first element"}]})
 JUDGE_YES = json.dumps({"strong_found": True, "weak_found": False, "differentiates": True, "reason": "A found E1"})
 JUDGE_NO = json.dumps({"strong_found": True, "weak_found": True, "differentiates": False, "reason": "both found"})
@@ -122,8 +123,9 @@ steps:
 
 @pytest.mark.parametrize(("source", "says"), [
     (GOOD.replace("title: Polish", "title: Polish\n    colour: red"), "line 11: steps[1].colour: Extra inputs"),
-    (GOOD.replace("    prompt: Summarise {topic} in one line.\n", ""), "steps[0].prompt: Field required"),
-    (GOOD.replace("Summarise {topic}", "Summarise {steps.polish}"), "refers to step 'polish', which comes later"),
+    (GOOD.replace("    prompt: Summarise {topic} in one line.\n", ""), "line 5: steps[0].prompt: Field required"),
+    (GOOD.replace("Summarise {topic}", "Summarise {steps.polish}"),
+     "line 5: steps[0] (draft).prompt: refers to step 'polish', which comes later"),
     (GOOD.replace("{steps.draft}", "{steps.nothing}"), "refers to step 'nothing', which does not exist"),
     (GOOD.replace("role: writer\n    prompt: \"Polish", "role: editor\n    prompt: \"Polish"),
      "'editor' is not one of roles"),
@@ -159,7 +161,7 @@ async def test_export_is_a_readable_trace_and_a_lossless_json(lantern: Any) -> N
     script(lantern, judge=[JUDGE_YES])
     _events, stored = await run(lantern)
     doc = pipeline_export.document(stored)
-    assert [s["title"] for s in doc["steps"]][0] == "Difficulty categories"
+    assert doc["steps"][0]["title"] == "Difficulty categories"
     assert doc["steps"][1]["parsed"]["title"] == "Off by one" and doc["models"]["judge"] == "scripted/judge"
     assert json.loads(pipeline_export.to_json(doc))["outcome"]["ok"] is True
     markdown = pipeline_export.to_markdown(doc)
