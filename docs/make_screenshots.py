@@ -48,7 +48,10 @@ async def main() -> None:
     """Start the app with a scripted showcase reply and take light and dark screenshots."""
     out = ROOT / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
-    scripts = {"showcase": {"replies": [SHOWCASE], "delay": 0.005, "chunk": 6},
+    from tests.conftest import SCRIPTS
+
+    scripts = {**{k: v for k, v in SCRIPTS.items() if k.startswith("pl_")},
+               "showcase": {"replies": [SHOWCASE], "delay": 0.005, "chunk": 6},
                "optimist": {"replies": ["Python is fast enough for most services: the bottleneck is I/O, "
                                         "and the hot loops can live in C extensions.",
                                         "Then measure first — profile, and rewrite only the 5% that matters."],
@@ -95,6 +98,17 @@ async def main() -> None:
                 await page.get_by_text("4 turns · finished").wait_for(timeout=30_000)
                 await page.evaluate("window.scrollTo(0, 0)")
                 await page.screenshot(path=str(out / "duet.png"), full_page=True)
+                await page.goto(f"{app.url}/pipelines")
+                await page.get_by_text("Model per role").click()
+                for role, model in (("generator", "scripted/pl_gen"), ("strong", "scripted/pl_strong"),
+                                    ("weak", "scripted/pl_weak"), ("judge", "scripted/pl_judge_yes")):
+                    await page.get_by_label(f"{role} model").click()
+                    await page.get_by_role("option", name=model).last.click()
+                await page.get_by_label("Topic").fill("Python list slicing")
+                await page.get_by_role("button", name="Run").click()
+                await page.get_by_text("completed").first.wait_for(timeout=30_000)
+                await asyncio.sleep(0.5)
+                await page.screenshot(path=str(out / "pipelines.png"), full_page=True)
                 await browser.close()
         finally:
             app.stop()
