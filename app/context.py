@@ -14,6 +14,7 @@ from services.pipeline import PipelineService
 from services.providers.registry import Registry
 from services.recovery import recover_interrupted
 from services.runs import RunManager
+from services.studio import StudioService
 from services.tools.base import Tool
 from storage.engine import Database
 
@@ -30,6 +31,7 @@ class Lantern:
     tools: Callable[[], dict[str, Tool]]
     duet: DuetService
     pipelines: PipelineService
+    studio: StudioService
 
     @classmethod
     def create(cls, settings: Settings) -> Lantern:
@@ -44,8 +46,9 @@ class Lantern:
         duet = DuetService(db=db, registry=registry, runs=runs, limits=Limits(
             max_turns=settings.duet_max_turns, max_total_tokens=settings.duet_max_total_tokens))
         pipelines = PipelineService(db=db, registry=registry, runs=runs)
+        studio = StudioService(db=db, registry=registry, runs=runs, chain=settings.studio_chain)
         return cls(settings=settings, db=db, registry=registry, runs=runs, chat=chat, tools=tools, duet=duet,
-                   pipelines=pipelines)
+                   pipelines=pipelines, studio=studio)
 
     async def startup(self) -> None:
         """Recover what a crash left running."""

@@ -10,6 +10,7 @@ from nicegui import app
 from app.api import errors
 from app.api.routes import build_router
 from app.api.run_routes import build_run_router
+from app.api.studio_routes import build_studio_router
 from app.context import Lantern
 from app.pages import chat, duet, history, pipelines, placeholders
 from components.render import highlight_css
@@ -26,6 +27,7 @@ def build(lantern: Lantern) -> None:
     errors.install(app)
     app.include_router(build_router(lantern))
     app.include_router(build_run_router(lantern))
+    app.include_router(build_studio_router(lantern))
     chat.register(lantern)
     duet.register(lantern)
     pipelines.register(lantern)

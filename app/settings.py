@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     duet_max_turns: int = Field(40, validation_alias="LANTERN_DUET_MAX_TURNS")
     duet_max_total_tokens: int = Field(40_000, validation_alias="LANTERN_DUET_MAX_TOKENS")
 
+    # Studio's provider chain, tried in order on retryable failures, e.g. ["openai/gpt-4o-mini", "local/smollm2"].
+    studio_chain: list[str] = Field(default_factory=list, validation_alias="LANTERN_STUDIO_CHAIN")
+
     provider_timeout_s: float = Field(60.0, validation_alias="LANTERN_PROVIDER_TIMEOUT")
     max_prompt_chars: int = Field(200_000, validation_alias="LANTERN_MAX_PROMPT_CHARS")
 

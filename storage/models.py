@@ -109,6 +109,33 @@ class Preset(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class Deliverable(SQLModel, table=True):
+    """A generated marketing deliverable; its text lives in versions."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    user_id: str = Field(index=True, foreign_key="user.id")
+    run_id: str = Field(index=True)
+    module: str
+    kind: str
+    platform: str
+    title: str
+    hashtags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    status: str = "draft"  # draft | approved
+    approved_version: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DeliverableVersion(SQLModel, table=True):
+    """One saved text of a deliverable: generated, amended or regenerated."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    deliverable_id: str = Field(index=True, foreign_key="deliverable.id")
+    version: int
+    content_markdown: str = Field(sa_column=Column(Text, nullable=False))
+    note: str = "generated"
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class SchemaVersion(SQLModel, table=True):
     """The migration level of this database."""
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.api.errors import error_response
-from app.api.schemas_runs import AgentPatch, PipelineCreate, RunCreate
+from app.api.schemas_runs import AgentPatch, DeliverablesCreate, PipelineCreate, RunCreate
 from app.api.sse import sse_response
 from app.auth import current_user_id
 from app.context import Lantern
@@ -37,7 +37,10 @@ def build_run_router(lantern: Lantern) -> APIRouter:
     @router.post("/api/runs", status_code=201)
     async def create(body: RunCreate) -> dict[str, Any]:
         """Start a run in the background; follow it with `/api/runs/{id}/events`."""
-        if isinstance(body, PipelineCreate):
+        if isinstance(body, DeliverablesCreate):
+            active = await lantern.studio.start(user_id=current_user_id(), module=body.module,
+                                                brief=body.brief.model_dump(exclude_none=True), model=body.model)
+        elif isinstance(body, PipelineCreate):
             active = await lantern.pipelines.start(
                 user_id=current_user_id(), topic=body.topic, pipeline=body.pipeline, definition=body.definition,
                 model=body.model, models=body.models, max_attempts=body.max_attempts)

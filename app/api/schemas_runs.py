@@ -45,7 +45,45 @@ class PipelineCreate(BaseModel):
     max_attempts: int | None = None
 
 
-RunCreate = Annotated[DuetCreate | PipelineCreate, Field(discriminator="kind")]
+class Brief(BaseModel):
+    """What the deliverables are for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    brand: str = Field(max_length=2_000)
+    product: str = Field(max_length=2_000)
+    audience: str = Field(max_length=2_000)
+    goal: str = Field(max_length=2_000)
+    tone: str | None = Field(None, max_length=500)
+    platforms: list[str] | None = None
+    notes: str | None = Field(None, max_length=10_000)
+
+
+class GenerateBody(BaseModel):
+    """`POST /api/deliverables/generate`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    module: str
+    brief: Brief
+    model: str | None = None
+
+
+class DeliverablesCreate(GenerateBody):
+    """`POST /api/runs` with `kind: "deliverables"`."""
+
+    kind: Literal["deliverables"]
+
+
+class Amend(BaseModel):
+    """`PATCH /api/deliverables/{id}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content_markdown: str = Field(max_length=100_000)
+
+
+RunCreate = Annotated[DuetCreate | PipelineCreate | DeliverablesCreate, Field(discriminator="kind")]
 
 
 class AgentPatch(BaseModel):

@@ -1,0 +1,211 @@
+"""Studio: generate marketing deliverables through a provider chain, then amend, approve and export."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from services.envelope import DeliverableOut, Envelope, EnvelopeError, Meta
+from services.errors import BadInput, Conflict, LanternError, NotFound, ProviderError
+from services.events import Event, ProviderFallback, StepFinished, StepStarted, TextDelta, Usage
+from services.providers.base import ChatMessage, ChatRequest
+from services.providers.fallback import FallbackChain
+from services.providers.registry import Registry
+from services.runs import ActiveRun, RunManager
+from services.studio_modules import KINDS, MODULES, Kind
+from storage import deliverables as repo
+from storage.engine import Database
+from storage.models import Deliverable, Run, utcnow
+
+BRIEF_FIELDS = ("brand", "product", "audience", "goal")
+
+
+class GenerationFailed(LanternError):
+    """No deliverable could be produced (the chain was exhausted or every output was invalid)."""
+
+    kind = "generation_failed"
+
+
+class StudioService:
+    """Generation runs and the draft → amend → approve → export life of each deliverable."""
+
+    def __init__(self, *, db: Database, registry: Registry, runs: RunManager, chain: list[str] | None = None) -> None:
+        self.db = db
+        self.registry = registry
+        self.runs = runs
+        self.chain = chain or []
+
+    async def start(self, *, user_id: str, module: str, brief: dict[str, Any], model: str | None = None) -> ActiveRun:
+        """Validate the module, brief and chain (nothing stored on error), then generate in the background."""
+        if module not in MODULES:
+            raise BadInput(f"unknown module '{module}': known are {', '.join(MODULES)}")
+        missing = [f for f in BRIEF_FIELDS if not str(brief.get(f) or "").strip()]
+        if missing:
+            raise BadInput(f"the brief needs {', '.join(missing)}")
+        chain = list(dict.fromkeys([m for m in [model, *self.chain] if m] or [self.registry.default_model]))
+        for model_id in chain:
+            self.registry.resolve(model_id, check_available=False)  # unknown names fail now, keys may come later
+        run = Run(user_id=user_id, kind="deliverables", config={"module": module, "brief": brief, "chain": chain})
+        body = StudioBody(db=self.db, registry=self.registry, run=run, module=module, brief=brief, chain=chain)
+        return await self.runs.start(run, body)
+
+    async def get(self, *, user_id: str, deliverable_id: str) -> dict[str, Any]:
+        """A deliverable with every version."""
+        found = await self.db.call(_with_versions, deliverable_id=deliverable_id, user_id=user_id)
+        if found is None:
+            raise NotFound(f"No deliverable {deliverable_id}")
+        return found
+
+    async def amend(self, *, user_id: str, deliverable_id: str, content: str, note: str = "amended") -> dict[str, Any]:
+        """Save edited text as a new version (approved deliverables are locked)."""
+        if not content.strip():
+            raise BadInput("content_markdown is empty")
+        current = await self.get(user_id=user_id, deliverable_id=deliverable_id)
+        if current["status"] == "approved":
+            raise Conflict("this deliverable is approved and locked")
+        await self.db.call(repo.add_version, deliverable_id=deliverable_id, content=content, note=note)
+        return await self.get(user_id=user_id, deliverable_id=deliverable_id)
+
+    async def approve(self, *, user_id: str, deliverable_id: str) -> dict[str, Any]:
+        """Lock the latest version as the approved one."""
+        await self.get(user_id=user_id, deliverable_id=deliverable_id)
+        await self.db.call(_approve, deliverable_id=deliverable_id)
+        return await self.get(user_id=user_id, deliverable_id=deliverable_id)
+
+    async def export(self, *, user_id: str, deliverable_id: str, fmt: str) -> tuple[str, str]:
+        """The approved version as Markdown or JSON, with a file name; refused until approved."""
+        found = await self.get(user_id=user_id, deliverable_id=deliverable_id)
+        if found["status"] != "approved":
+            raise Conflict("only approved deliverables can be exported: approve it first")
+        approved = next(v for v in found["versions"] if v["version"] == found["approved_version"])
+        name = f"{found['kind']}-{found['id'][:8]}.{fmt}"
+        if fmt == "json":
+            doc = {k: found[k] for k in ("id", "kind", "platform", "title", "hashtags", "module", "run_id")}
+            return json.dumps({**doc, "version": approved["version"], "content_markdown": approved["content_markdown"]},
+                              indent=2, ensure_ascii=False), name
+        tags = " ".join(f"#{t.lstrip('#')}" for t in found["hashtags"])
+        body = f"# {found['title']}\n\n{approved['content_markdown'].rstrip()}\n"
+        return body + (f"\n{tags}\n" if tags else ""), name
+
+
+class StudioBody:
+    """One model call per deliverable through the chain; invalid output is retried once, then reported."""
+
+    def __init__(self, *, db: Database, registry: Registry, run: Run, module: str, brief: dict[str, Any],
+                 chain: list[str]) -> None:
+        self.db = db
+        self.registry = registry
+        self.run = run
+        self.module = module
+        self.brief = brief
+        self.chain = chain
+        self.made: list[DeliverableOut] = []
+        self.warnings: list[str] = []
+        self.answered_by: str | None = None
+        self.tokens = 0
+        self.cost = 0.0
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Progress per deliverable (step events), fallbacks and usage as they happen."""
+        for index, kind_id in enumerate(MODULES[self.module]):
+            kind = KINDS[kind_id]
+            yield StepStarted(index=index, title=kind.title, model=self.chain[0], prompt=self._prompt(kind))
+            started, problem, text = time.monotonic(), None, ""
+            for attempt in range(2):
+                chain = FallbackChain(self.registry, self.chain, retries=1, backoff_s=0.2)
+                prompt = self._prompt(kind) + (f"\n\nYour previous reply was invalid: {problem}." if attempt else "")
+                text, problem = "", None
+                try:
+                    async for event in chain.stream(ChatRequest(model="", messages=[
+                            ChatMessage(role="user", content=prompt)], max_tokens=700)):
+                        if isinstance(event, TextDelta):
+                            text += event.delta
+                        elif isinstance(event, Usage):
+                            self.tokens += event.input_tokens + event.output_tokens
+                            self.cost += event.cost_usd
+                        if isinstance(event, ProviderFallback | Usage):
+                            yield event
+                except ProviderError as exc:
+                    problem = f"every provider failed ({exc})"
+                    break
+                parsed, problem = parse_deliverable(text)
+                if parsed is not None:
+                    self.answered_by = chain.answered_by
+                    await self._store(kind, parsed, chain.answered_by)
+                    break
+            if problem:
+                self.warnings.append(f"{kind.title}: {problem}")
+            yield StepFinished(index=index, ok=problem is None, response=text,
+                               seconds=round(time.monotonic() - started, 3), error=problem)
+        if not self.made:
+            raise GenerationFailed("no deliverable could be generated: " + "; ".join(self.warnings))
+
+    async def finish(self, status: str, error: LanternError | None) -> dict[str, Any]:
+        """The envelope, validated by its own rules before it is stored or returned."""
+        provider, _, model = (self.answered_by or "").partition("/")
+        meta = Meta(timestamp=utcnow().isoformat(), provider=provider or None, model=model or None,
+                    cost_usd=round(self.cost, 6), tokens_used=self.tokens, warnings=self.warnings,
+                    trace_id=self.run.trace_id)
+        if error is not None or status != "completed" or not self.made:
+            message = str(error) if error else f"generation {status}"
+            envelope = Envelope(status="FAILED", module=self.module, run_id=self.run.id, meta=meta, deliverables=[],
+                                error=EnvelopeError(type=error.kind if error else status, message=message,
+                                                    trace_id=self.run.trace_id))
+        else:
+            envelope = Envelope(status="PARTIAL" if self.warnings else "SUCCESS", module=self.module,
+                                run_id=self.run.id, meta=meta, deliverables=self.made)
+        return envelope.model_dump(mode="json")
+
+    def _prompt(self, kind: Kind) -> str:
+        """What to write, for whom, in which shape."""
+        brief = "\n".join(f"- {k}: {v}" for k, v in self.brief.items() if v)
+        return (f"Write a {kind.title} ({kind.guidance}) for this brief:\n{brief}\n\n"
+                'Reply with only a JSON object: {"title": str, "content_markdown": str, "hashtags": [str]}.')
+
+    async def _store(self, kind: Kind, parsed: dict[str, Any], answered_by: str | None) -> None:
+        """Keep the deliverable (version 1) and add it to the envelope."""
+        item = Deliverable(user_id=self.run.user_id, run_id=self.run.id, module=self.module, kind=kind.id,
+                           platform=kind.platform, title=parsed.get("title") or kind.title,
+                           hashtags=parsed.get("hashtags", []))
+        await self.db.call(repo.add_deliverable, deliverable=item, content=parsed["content_markdown"])
+        self.made.append(DeliverableOut(id=item.id, kind=kind.id, platform=kind.platform, title=item.title,
+                                        content_markdown=parsed["content_markdown"], hashtags=item.hashtags,
+                                        metadata={"model": answered_by, "version": 1}))
+
+
+def parse_deliverable(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """JSON with non-empty `content_markdown`, or plain markdown; ids-without-content is invalid."""
+    stripped = text.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
+    if not stripped:
+        return None, "the reply is empty"
+    if stripped.startswith(("{", "[")):
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            return None, f"not valid JSON ({exc.msg})"
+        if not isinstance(data, dict) or not str(data.get("content_markdown") or "").strip():
+            return None, "no content_markdown (a manifest without content is not a deliverable)"
+        tags = data.get("hashtags") or []
+        return {"title": str(data.get("title") or ""), "content_markdown": str(data["content_markdown"]),
+                "hashtags": [str(t) for t in tags] if isinstance(tags, list) else []}, None
+    return {"title": "", "content_markdown": stripped, "hashtags": []}, None
+
+
+def _with_versions(session: Any, *, deliverable_id: str, user_id: str) -> dict[str, Any] | None:
+    """A deliverable and its versions as JSON-ready dicts."""
+    found = repo.get_deliverable(session, deliverable_id=deliverable_id, user_id=user_id)
+    if found is None:
+        return None
+    return {**found.model_dump(mode="json", exclude={"user_id"}),
+            "versions": [v.model_dump(mode="json", exclude={"id", "deliverable_id"})
+                         for v in repo.versions(session, deliverable_id=deliverable_id)]}
+
+
+def _approve(session: Any, *, deliverable_id: str) -> None:
+    """Approve the latest version."""
+    item = session.get(Deliverable, deliverable_id)
+    item.approved_version = repo.versions(session, deliverable_id=deliverable_id)[-1].version
+    item.status = "approved"
+    session.add(item)
