@@ -49,7 +49,7 @@ def test_envelope_rules(fields: dict[str, Any], says: str) -> None:
 def test_parsing_refuses_manifests_and_empty_replies() -> None:
     assert parse_deliverable(item(1))[0] == {"title": "Piece 1", "content_markdown": "**Body 1**",
                                              "hashtags": ["camping"]}
-    assert parse_deliverable(MANIFEST) == (None, "no content_markdown (a manifest without content is not a deliverable)")
+    assert parse_deliverable(MANIFEST)[1] == "no content_markdown (a manifest without content is not a deliverable)"
     assert parse_deliverable("   ")[1] == "the reply is empty"
     assert parse_deliverable("{broken")[1].startswith("not valid JSON")
     assert parse_deliverable("Plain **markdown** copy.")[0]["content_markdown"] == "Plain **markdown** copy."
