@@ -12,7 +12,8 @@ from app.settings import Settings
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; anything not given falls back to settings."""
-    parser = argparse.ArgumentParser(prog="lantern", description="A local-first LLM studio.")
+    parser = argparse.ArgumentParser(prog="lantern", description="A local-first LLM studio.",
+                                     epilog="`lantern smoke --help`: check a running instance end to end.")
     parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8080)")
     parser.add_argument("--native", action="store_true", help="open in a native desktop window")
@@ -22,7 +23,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Start the app, or exit non-zero with a one-line reason."""
+    """Start the app (or run `lantern smoke`), or exit non-zero with a one-line reason."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["smoke"]:
+        from app.smoke import main as smoke
+
+        smoke(argv[1:])
+        return
     args = parse_args(argv)
     settings = Settings()
     if args.db:

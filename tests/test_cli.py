@@ -28,3 +28,21 @@ def test_help_lists_the_flags() -> None:
     assert result.returncode == 0
     for flag in ("--host", "--port", "--native", "--no-browser", "--db"):
         assert flag in result.stdout
+
+
+def test_smoke_passes_against_a_running_instance_and_fails_against_a_stopped_one(app_process) -> None:
+    ok = run_smoke("--url", app_process.url, "--model", "scripted/echo")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("lantern smoke: ok") and "SUCCESS with 4 deliverables" in ok.stdout
+    failing = run_smoke("--url", app_process.url, "--model", "scripted/broken")
+    assert failing.returncode == 1 and "generation FAILED" in failing.stderr and "trace" in failing.stderr
+    app_process.stop()
+    stopped = run_smoke("--url", app_process.url)
+    assert stopped.returncode == 2
+    assert stopped.stderr.count("\n") == 1 and "cannot reach" in stopped.stderr
+
+
+def run_smoke(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NICEGUI_"))}
+    return subprocess.run([sys.executable, "-m", "app", "smoke", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from services.studio_modules import MODULES
 
 
 class AgentIn(BaseModel):
@@ -67,6 +69,14 @@ class GenerateBody(BaseModel):
     module: str
     brief: Brief
     model: str | None = None
+
+    @field_validator("module")
+    @classmethod
+    def _known_module(cls, value: str) -> str:
+        """An unknown module is a 422 that lists the known ones."""
+        if value not in MODULES:
+            raise ValueError(f"unknown module '{value}': known are {', '.join(MODULES)}")
+        return value
 
 
 class DeliverablesCreate(GenerateBody):
