@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.settings import Settings
+from services import pricing
 from services.chat import ChatService
 from services.duet import DuetService, Limits
 from services.pipeline import PipelineService
@@ -39,6 +40,7 @@ class Lantern:
         db = Database(settings.resolved_database_url)
         db.open()
         registry = Registry.from_settings(settings)
+        pricing.PRICES.update(settings.prices)  # one price table for the process, as configured
         runs = RunManager(db)
         tools = _lazy_tools(settings.data_dir)
         chat = ChatService(db=db, registry=registry, runs=runs, tools=tools,

@@ -67,11 +67,13 @@ class Settings(BaseSettings):
 
     # Studio's provider chain, tried in order on retryable failures, e.g. ["openai/gpt-4o-mini", "local/smollm2"].
     studio_chain: list[str] = Field(default_factory=list, validation_alias="LANTERN_STUDIO_CHAIN")
+    # USD per million tokens, (input, output), by provider/model; merged over the built-in table.
+    prices: dict[str, tuple[float, float]] = Field(default_factory=dict, validation_alias="LANTERN_PRICES")
 
     provider_timeout_s: float = Field(60.0, validation_alias="LANTERN_PROVIDER_TIMEOUT")
     max_prompt_chars: int = Field(200_000, validation_alias="LANTERN_MAX_PROMPT_CHARS")
 
-    @field_validator("compat_endpoints", "scripts", mode="before")
+    @field_validator("compat_endpoints", "scripts", "prices", mode="before")
     @classmethod
     def _parse_json(cls, value: Any) -> Any:
         """Accept JSON text from the environment."""

@@ -68,6 +68,29 @@ class StudioService:
         await self.db.call(repo.add_version, deliverable_id=deliverable_id, content=content, note=note)
         return await self.get(user_id=user_id, deliverable_id=deliverable_id)
 
+    async def regenerate(self, *, user_id: str, deliverable_id: str, instruction: str) -> dict[str, Any]:
+        """Rewrite one deliverable following an instruction; the result is a new version."""
+        if not instruction.strip():
+            raise BadInput("say how the deliverable should change")
+        current = await self.get(user_id=user_id, deliverable_id=deliverable_id)
+        if current["status"] == "approved":
+            raise Conflict("this deliverable is approved and locked")
+        run = await self.db.call(_run_config, run_id=current["run_id"])
+        chain = FallbackChain(self.registry, run.get("chain") or [self.registry.default_model], retries=1)
+        prompt = (f"Here is a {KINDS[current['kind']].title}:\n\n{current['versions'][-1]['content_markdown']}\n\n"
+                  f"Rewrite it: {instruction.strip()}\n"
+                  'Reply with only a JSON object: {"title": str, "content_markdown": str, "hashtags": [str]}.')
+        text = ""
+        async for event in chain.stream(ChatRequest(model="", messages=[ChatMessage(role="user", content=prompt)],
+                                                    max_tokens=700)):
+            if isinstance(event, TextDelta):
+                text += event.delta
+        parsed, problem = parse_deliverable(text)
+        if parsed is None:
+            raise GenerationFailed(f"the rewrite was not usable: {problem}")
+        return await self.amend(user_id=user_id, deliverable_id=deliverable_id, content=parsed["content_markdown"],
+                                note=f"regenerated: {instruction.strip()[:200]}")
+
     async def approve(self, *, user_id: str, deliverable_id: str) -> dict[str, Any]:
         """Lock the latest version as the approved one."""
         await self.get(user_id=user_id, deliverable_id=deliverable_id)
@@ -201,6 +224,12 @@ def _with_versions(session: Any, *, deliverable_id: str, user_id: str) -> dict[s
     return {**found.model_dump(mode="json", exclude={"user_id"}),
             "versions": [v.model_dump(mode="json", exclude={"id", "deliverable_id"})
                          for v in repo.versions(session, deliverable_id=deliverable_id)]}
+
+
+def _run_config(session: Any, *, run_id: str) -> dict[str, Any]:
+    """The generation's config (its provider chain)."""
+    run = session.get(Run, run_id)
+    return run.config if run is not None else {}
 
 
 def _approve(session: Any, *, deliverable_id: str) -> None:

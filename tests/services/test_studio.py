@@ -127,3 +127,17 @@ async def test_bad_requests_store_nothing(lantern: Any) -> None:
     with pytest.raises(BadInput, match="the brief needs audience"):
         await lantern.studio.start(user_id="local", module="campaign", brief={**BRIEF, "audience": " "})
     assert await lantern.db.call(run_repo.list_runs, user_id="local") == []
+
+
+async def test_regenerate_one_with_an_instruction_adds_a_version(lantern: Any) -> None:
+    lantern.registry.scripted.add_script("studio_ok", [*(item(n) for n in range(1, 5)),
+                                                       json.dumps({"title": "Short", "content_markdown": "Shorter."})])
+    run, _ = await generate(lantern, "scripted/studio_ok")
+    target = run.result["deliverables"][2]["id"]
+    updated = await lantern.studio.regenerate(user_id="local", deliverable_id=target, instruction="make it shorter")
+    assert [(v["version"], v["note"]) for v in updated["versions"]] == [(1, "generated"),
+                                                                       (2, "regenerated: make it shorter")]
+    assert updated["versions"][-1]["content_markdown"] == "Shorter."
+    assert "make it shorter" in lantern.registry.scripted.requests[-1].messages[0].content
+    with pytest.raises(BadInput):
+        await lantern.studio.regenerate(user_id="local", deliverable_id=target, instruction=" ")
