@@ -12,7 +12,7 @@ from app.api.routes import build_router
 from app.api.run_routes import build_run_router
 from app.api.studio_routes import build_studio_router
 from app.context import Lantern
-from app.pages import chat, duet, history, pipelines, placeholders
+from app.pages import chat, duet, history, pipelines, placeholders, studio
 from components.render import highlight_css
 
 STATIC = Path(__file__).parent / "static"
@@ -31,6 +31,7 @@ def build(lantern: Lantern) -> None:
     chat.register(lantern)
     duet.register(lantern)
     pipelines.register(lantern)
+    studio.register(lantern)
     history.register(lantern)
     placeholders.register()
     app.on_startup(lantern.startup)

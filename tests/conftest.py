@@ -53,6 +53,18 @@ SCRIPTS: dict[str, Any] = {
                                             "reason": "Both found E1."})]},
     "pl_bad_json": {"replies": ["Sure! Here are the categories: easy, medium, hard."]},
     "pl_gen_slow": {"replies": [PL_CATEGORIES, PL_QUESTION], "delay": 0.01, "chunk": 8},
+    # Studio: one JSON deliverable per call (a "campaign" takes four calls).
+    "studio_ok": {"replies": [json.dumps({"title": "Lumen launch",
+                                          "content_markdown": "Bright **coffee** for night owls.",
+                                          "hashtags": ["lumen", "coffee"]})]},
+    "studio_partial": {"replies": [  # the second deliverable answers with a manifest twice, then fails
+        json.dumps({"title": "Brief", "content_markdown": "The campaign brief.", "hashtags": []}),
+        json.dumps({"id": "x"}), json.dumps({"id": "x"}),
+        json.dumps({"title": "Post", "content_markdown": "A short post.", "hashtags": ["go"]}),
+        json.dumps({"title": "Email", "content_markdown": "Dear reader.", "hashtags": []})]},
+    "studio_down": {"replies": [{"error": {"type": "unavailable", "message": "503"}}]},
+    "studio_slow": {"replies": [json.dumps({"title": "Slow", "content_markdown": "Taking our time " * 6})],
+                    "delay": 0.01, "chunk": 2},
 }
 
 

@@ -7,7 +7,6 @@ from nicegui import ui
 from app.pages.frame import coming
 
 PLANNED = {
-    "/studio": ("Studio", "Marketing deliverables from draft to approved export."),
     "/settings": ("Settings", "Providers, keys, prices and API tokens."),
 }
 

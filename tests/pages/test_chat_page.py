@@ -84,8 +84,8 @@ async def test_navigation_reaches_every_section(user: User) -> None:
     await user.open("/")
     for label in ("Chat", "Tools", "Duet", "Pipelines", "Studio", "History", "Settings"):
         await user.should_see(label)
-    await user.open("/studio")
-    await user.should_see("Studio is coming")
+    await user.open("/settings")
+    await user.should_see("Settings is coming")
 
 
 async def test_sidebar_lists_searches_renames_and_deletes(scripted_default: None, user: User) -> None:
