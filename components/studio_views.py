@@ -83,9 +83,11 @@ class DeliverableCard:
 
     def __init__(self, item: dict[str, Any], *, amend: Callable[[str, str], Awaitable[dict[str, Any]]],
                  approve: Callable[[str], Awaitable[dict[str, Any]]],
-                 export_check: Callable[[str], Awaitable[str | None]]) -> None:
+                 export_check: Callable[[str], Awaitable[str | None]],
+                 regenerate: Callable[[str, str], Awaitable[dict[str, Any]]] | None = None) -> None:
         self.item = item
         self._amend, self._approve, self._export_check = amend, approve, export_check
+        self._regenerate = regenerate
         with ui.card().classes("w-full gap-2").mark("deliverable", f"deliverable-{item['kind']}"):
             with ui.row().classes("w-full items-center gap-2"):
                 ui.label(item["title"]).classes("text-lg font-semibold").mark("deliverable-title")
@@ -101,6 +103,12 @@ class DeliverableCard:
                 with ui.row().classes("items-center gap-2"):
                     self.save = ui.button("Save as new version", icon="save", on_click=self._save) \
                         .props("outline dense").mark("save")
+                if regenerate is not None:
+                    with ui.row().classes("w-full items-center gap-2 no-wrap"):
+                        self.instruction = ui.input("Regenerate with an instruction", placeholder="e.g. shorter") \
+                            .props("dense outlined").classes("flex-grow").mark("instruction")
+                        self.regen = ui.button("Regenerate", icon="autorenew", on_click=self._regenerate_now) \
+                            .props("outline dense").mark("regenerate")
                 ui.label("Versions").classes("text-sm font-semibold")
                 self.versions = ui.column().classes("w-full gap-1").mark("versions")
                 self.diff = ui.column().classes("w-full gap-0 font-mono text-xs").mark("diff")
@@ -135,7 +143,7 @@ class DeliverableCard:
             self.badge.text, self.badge.props["color"] = f"draft v{latest['version']}", "grey"
         self.badge.update()
         self.editor.value = latest["content_markdown"]
-        for element in (self.editor, self.save, self.approve_button):
+        for element in (self.editor, self.save, self.approve_button, *self._regen_controls()):
             element.set_enabled(not self.approved)
         self.versions.clear()
         with self.versions:
@@ -162,6 +170,29 @@ class DeliverableCard:
         if len(versions) > 1:
             self._show_diff(versions[-2], versions[-1])
         ui.notify(f"Saved version {versions[-1]['version']}.", type="positive")
+
+    def _regen_controls(self) -> list[ui.input | ui.button]:
+        """The instruction box and its button, when regeneration is offered."""
+        return [self.instruction, self.regen] if self._regenerate is not None else []
+
+    async def _regenerate_now(self) -> None:
+        """Rewrite this deliverable following the instruction; the result is a new version."""
+        instruction = (self.instruction.value or "").strip()
+        if not instruction or self._regenerate is None:
+            ui.notify("Say how it should change first.")
+            return
+        self.regen.props("loading")
+        try:
+            updated = await self._regenerate(self.id, instruction)
+        except LanternError as exc:
+            ui.notify(str(exc), type="negative")
+            return
+        finally:
+            self.regen.props(remove="loading")
+        await self.show(updated)
+        versions = updated["versions"]
+        self._show_diff(versions[-2], versions[-1])
+        self.instruction.value = ""
 
     async def _approve_now(self) -> None:
         try:

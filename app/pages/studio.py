@@ -182,7 +182,8 @@ class StudioPage:
                     ui.label(f"{out.get('title', out['id'])}: {exc}").classes("text-red-600")
                 continue
             with self.deliverables:
-                card = DeliverableCard(item, amend=self._amend, approve=self._approve, export_check=self._refusal)
+                card = DeliverableCard(item, amend=self._amend, approve=self._approve, export_check=self._refusal,
+                                       regenerate=self._regenerate)
             await card.show()
             self.cards.append(card)
         self.toolbar.set_visibility(bool(self.cards))
@@ -202,6 +203,9 @@ class StudioPage:
 
     async def _amend(self, deliverable_id: str, text: str) -> dict[str, Any]:
         return dict(await self._studio("amend", deliverable_id=deliverable_id, content=text))
+
+    async def _regenerate(self, deliverable_id: str, instruction: str) -> dict[str, Any]:
+        return dict(await self._studio("regenerate", deliverable_id=deliverable_id, instruction=instruction))
 
     async def _approve(self, deliverable_id: str) -> dict[str, Any]:
         return dict(await self._studio("approve", deliverable_id=deliverable_id))

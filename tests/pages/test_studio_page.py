@@ -158,3 +158,13 @@ async def test_bad_brief_and_unknown_ids_are_refused(user: User) -> None:
     assert (await user.http_client.get("/api/runs", params={"kind": "deliverables"})).json()["items"] == []
     await user.open("/studio/nope")
     await user.should_see("This generation does not exist.")
+
+
+async def test_regenerate_one_deliverable_with_an_instruction(user: User) -> None:
+    await generate(user, "scripted/studio_ok", module="social_calendar")
+    await user.should_see(marker="export-all", retries=100)
+    with user.scope(marker="deliverable-instagram_caption"):
+        user.find(marker="instruction").type("make it warmer")
+        user.find(marker="regenerate").click()
+        await user.should_see("regenerated: make it warmer")
+        await user.should_see("draft v2")
