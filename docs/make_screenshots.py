@@ -50,7 +50,7 @@ async def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     from tests.conftest import SCRIPTS
 
-    scripts = {**{k: v for k, v in SCRIPTS.items() if k.startswith("pl_")},
+    scripts = {**{k: v for k, v in SCRIPTS.items() if k.startswith(("pl_", "studio_"))},
                "showcase": {"replies": [SHOWCASE], "delay": 0.005, "chunk": 6},
                "optimist": {"replies": ["Python is fast enough for most services: the bottleneck is I/O, "
                                         "and the hot loops can live in C extensions.",
@@ -109,6 +109,16 @@ async def main() -> None:
                 await page.get_by_text("completed").first.wait_for(timeout=30_000)
                 await asyncio.sleep(0.5)
                 await page.screenshot(path=str(out / "pipelines.png"), full_page=True)
+                await page.goto(f"{app.url}/studio")
+                for label, value in (("Brand", "Lumen"), ("Product", "Solar camping lantern"),
+                                     ("Audience", "weekend campers"), ("Goal", "pre-orders before summer")):
+                    await page.get_by_label(f"{label} *", exact=True).fill(value)
+                await page.get_by_label("Model").click()
+                await page.get_by_role("option", name="scripted/studio_ok").last.click()
+                await page.get_by_role("button", name="Generate").click()
+                await page.get_by_text("Export all approved").wait_for(timeout=30_000)
+                await page.evaluate("window.scrollTo(0, 0)")
+                await page.screenshot(path=str(out / "studio.png"))
                 await browser.close()
         finally:
             app.stop()

@@ -72,7 +72,9 @@ class HistoryPage:
             if not shown:
                 ui.label("No duets or pipelines yet.").classes("opacity-60 py-4")
             for run in shown:
-                title = run.config.get("topic") or run.kind.title()
+                brief = run.config.get("brief") or {}
+                title = run.config.get("topic") or (f"{run.config.get('module', '')} · {brief.get('brand', '')}"
+                                                    if brief else run.kind.title())
                 figures = f"{run.status} · {run.output_tokens} tokens · ${run.cost_usd:.4f}"
                 self._row(run.kind, title, f"{PAGES.get(run.kind, '/' + run.kind)}/{run.id}", figures,
                           run.started_at)
