@@ -13,7 +13,8 @@ from app.settings import Settings
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; anything not given falls back to settings."""
     parser = argparse.ArgumentParser(prog="lantern", description="A local-first LLM studio.",
-                                     epilog="`lantern smoke --help`: check a running instance end to end.")
+                                     epilog="`lantern smoke --help`: check a running instance end to end; "
+                                            "`lantern users --help`: accounts for shared mode.")
     parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8080)")
     parser.add_argument("--native", action="store_true", help="open in a native desktop window")
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> None:
 
         smoke(argv[1:])
         return
+    if argv[:1] == ["users"]:
+        from app.users_cli import main as users
+
+        users(argv[1:])
+        return
     args = parse_args(argv)
     settings = Settings()
     if args.db:
@@ -44,16 +50,37 @@ def main(argv: list[str] | None = None) -> None:
     from app.context import Lantern
     from app.main import build
     from storage.engine import DatabaseUnavailable
+    from storage.users import list_users
 
     try:
         lantern = Lantern.create(settings)
     except DatabaseUnavailable as exc:
         print(f"lantern: {exc}", file=sys.stderr)
         sys.exit(2)
+    if not is_loopback(settings.host):
+        if not lantern.db.session_call(list_users):
+            print(f"lantern: refusing to serve on {settings.host} without accounts: anyone on the network could "
+                  "use it. Create one with `lantern users add NAME --admin`, or bind to 127.0.0.1.", file=sys.stderr)
+        else:  # accounts exist, but this build cannot enforce them yet: never serve the network unguarded
+            print(f"lantern: refusing to serve on {settings.host}: the login for shared mode is not in this build "
+                  "yet. Bind to 127.0.0.1, or put an authenticating reverse proxy in front.", file=sys.stderr)
+        sys.exit(2)
     build(lantern)
     ui.run(host=settings.host, port=settings.port, native=args.native, show=not args.no_browser,
            reload=False, title="Lantern", favicon="🏮", storage_secret=storage_secret(settings),
            reconnect_timeout=10.0, show_welcome_message=True)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach the address."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def storage_secret(settings: Settings) -> str:
