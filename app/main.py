@@ -13,6 +13,7 @@ from app.api.run_routes import build_run_router
 from app.api.studio_routes import build_studio_router
 from app.context import Lantern
 from app.pages import chat, duet, history, pipelines, placeholders, studio
+from app.security import SecurityHeaders
 from components.render import highlight_css
 
 STATIC = Path(__file__).parent / "static"
@@ -25,6 +26,7 @@ def build(lantern: Lantern) -> None:
     app.add_api_route("/lantern/highlight.css", lambda: PlainTextResponse(css, media_type="text/css"),
                       include_in_schema=False)
     errors.install(app)
+    app.add_middleware(SecurityHeaders)
     app.include_router(build_router(lantern))
     app.include_router(build_run_router(lantern))
     app.include_router(build_studio_router(lantern))

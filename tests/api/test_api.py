@@ -128,3 +128,12 @@ async def test_chat_stream_with_tools_sends_tool_events(user: User) -> None:
     assert output["id"] == call["id"] and output["is_error"] is False and "| 5 |" in output["output"]
     refused = await user.http_client.post("/api/chat", json={**body, "model": "local/smollm2"})
     assert refused.status_code == 400 and "cannot call tools" in refused.json()["error"]["message"]
+
+
+async def test_pages_and_api_carry_security_headers(user: User) -> None:
+    for path in ("/", "/health", "/api/models"):
+        response = await user.http_client.get(path)
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert "access-control-allow-origin" not in response.headers  # CORS stays off
