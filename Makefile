@@ -12,6 +12,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+bench: $(STAMP)
+	$(PY) -m bench.stream_browser $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app components services storage tests bench
 	$(VENV)/bin/mypy app components services storage

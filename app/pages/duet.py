@@ -63,7 +63,7 @@ class DuetPage:
                                for i in range(2)]
             self._controls(config)
             self.progress_label = ui.label("").classes("text-sm opacity-70")
-            self.progress = ui.linear_progress(value=0, show_value=False).props("rounded")
+            self.progress = ui.linear_progress(value=0, show_value=False).props("rounded animation-speed=200")
             self.progress.set_visibility(False)
             self.transcript = ui.column().classes("w-full gap-3").mark("transcript")
         if run is not None:

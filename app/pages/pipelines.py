@@ -77,7 +77,8 @@ class PipelinesPage:
                              saved=self._pipeline_saved)
             self._toolbar()
             self.progress_label = ui.label("").classes("text-sm opacity-70").mark("progress-label")
-            self.progress = ui.linear_progress(value=0, show_value=False).props("rounded").mark("progress")
+            self.progress = ui.linear_progress(value=0, show_value=False) \
+                .props("rounded animation-speed=200").mark("progress")
             self.progress.set_visibility(False)
             self.steps = ui.column().classes("w-full gap-3").mark("steps")
             self.outcome = ui.column().classes("w-full").mark("outcome-area")

@@ -56,7 +56,8 @@ class StudioPage:
                 return
             self._form(run.config if run else {})
             self.progress_label = ui.label("").classes("text-sm opacity-70").mark("progress-label")
-            self.progress = ui.linear_progress(value=0, show_value=False).props("rounded").mark("progress")
+            self.progress = ui.linear_progress(value=0, show_value=False) \
+                .props("rounded animation-speed=200").mark("progress")
             self.progress.set_visibility(False)
             self.rows_area = ui.column().classes("w-full gap-1").mark("progress-rows")
             self.notes = ui.column().classes("w-full gap-1").mark("fallback-notes")
