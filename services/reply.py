@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from services.agent import run_agent
-from services.errors import LanternError
+from services.errors import LanternError, ProviderUnavailable
 from services.events import Event, TextDelta, ToolCall, ToolOutput, Usage
 from services.providers.base import ChatRequest, Provider
 from services.tools.base import Tool
@@ -35,6 +35,9 @@ class ReplyBody:
         async for event in source:
             self._remember(event)
             yield event
+        if not self.parts:  # nothing said and no tool used: show it as a failure, not a blank reply
+            raise ProviderUnavailable(f"{self.provider.name}/{self.request.model} returned an empty reply; "
+                                      "try again or pick another model")
 
     async def finish(self, status: str, error: LanternError | None) -> dict[str, Any]:
         """Store the reply (partial on stop or failure), with its tool cards."""

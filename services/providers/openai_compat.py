@@ -94,6 +94,8 @@ class OpenAICompatProvider(Provider):
                                 call["arguments"] += frag.function.arguments or ""
         except openai.OpenAIError as exc:
             raise translate_openai_error(self.name, exc) from exc
+        except ValueError as exc:  # the SDK lets a malformed chunk's JSONDecodeError through
+            raise ProviderUnavailable(f"{self.name} sent a malformed stream chunk") from exc
         for index in sorted(calls):
             call = calls[index]
             yield ToolCall(id=call["id"] or f"call_{index}", name=call["name"], args=parse_args(call["arguments"]))

@@ -32,6 +32,10 @@ class Reply:
     status: int = 200
     hang_after: bool = False
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"name": ..., "args": {...}}
+    retry_after: str | None = None  # Retry-After header on an error status
+    hang_before: bool = False  # never answer (a client timeout must end it)
+    drop_after: int | None = None  # cut the connection after this many chunks
+    malformed: bool = False  # send a chunk that is not JSON
 
 
 @dataclass
@@ -47,8 +51,8 @@ class FakeOpenAI:
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         app = Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"])])
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                     log_level="warning", lifespan="off"))
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                     lifespan="off", timeout_graceful_shutdown=1))
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def __enter__(self) -> FakeOpenAI:
@@ -66,9 +70,12 @@ class FakeOpenAI:
         body = await request.json()
         self.requests.append(body)
         reply = self.replies[min(len(self.requests) - 1, len(self.replies) - 1)]
+        if reply.hang_before:
+            await asyncio.sleep(3600)
         if reply.status != 200:
+            headers = {"retry-after": reply.retry_after} if reply.retry_after else None
             return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}},
-                                status_code=reply.status)
+                                status_code=reply.status, headers=headers)
         if not body.get("stream"):
             return JSONResponse(_completion(body["model"], reply.text))
         return StreamingResponse(self._chunks(body["model"], reply), media_type="text/event-stream")
@@ -76,10 +83,14 @@ class FakeOpenAI:
     async def _chunks(self, model: str, reply: Reply) -> AsyncIterator[str]:
         self.open_streams += 1
         try:
-            for i in range(0, len(reply.text), reply.chunk):
+            for n, i in enumerate(range(0, len(reply.text), reply.chunk)):
                 if reply.delay:
                     await asyncio.sleep(reply.delay)
+                if reply.drop_after is not None and n == reply.drop_after:
+                    raise ConnectionResetError("fake server drops the stream")  # uvicorn cuts the connection
                 yield _sse(_chunk(model, {"content": reply.text[i:i + reply.chunk]}))
+                if reply.malformed and n == 0:
+                    yield "data: {this is not json\n\n"
             for index, call in enumerate(reply.tool_calls):
                 arguments = json.dumps(call["args"])
                 half = len(arguments) // 2  # arguments arrive in fragments, as from the real API
