@@ -21,13 +21,13 @@ from services.export import (
     PAGE_CSS,
     STATUS_LABEL,
     ExportUnavailable,
-    _close_open_fence,
-    _code_css,
-    _human_time,
-    _iso,
-    _money,
-    _quote,
+    close_open_fence,
+    code_css,
     html_to_pdf,
+    human_time,
+    iso,
+    money,
+    quote,
     render_markdown_html,
 )
 from services.runs import ActiveRun
@@ -60,12 +60,12 @@ def duet_document(run: Run, *, active: ActiveRun | None = None) -> dict[str, Any
     result, usage, status = _source(run, active)
     start_agents = [_pick(a, AGENT_FIELDS) for a in config.get("agents") or []]
     turns = [_pick(t, TURN_FIELDS) for t in result.get("turns") or []]
-    started = _iso(run.started_at)
-    finished = _iso(run.finished_at) if run.finished_at and status != "running" else None
+    started = iso(run.started_at)
+    finished = iso(run.finished_at) if run.finished_at and status != "running" else None
     return {
         "format": DOCUMENT_FORMAT,
         "version": DOCUMENT_VERSION,
-        "exported_at": _iso(datetime.now(UTC)),
+        "exported_at": iso(datetime.now(UTC)),
         "id": run.id,
         "trace_id": run.trace_id,
         "status": status,
@@ -102,7 +102,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
     out += ["## Bots", ""]
     for agent in doc["agents_at_start"]:
         out += [f"**{_flat(agent['name'])}** — {_agent_settings(agent)}", "",
-                _quote(agent["system_prompt"]) if agent.get("system_prompt") else "_No system prompt._", ""]
+                quote(agent["system_prompt"]) if agent.get("system_prompt") else "_No system prompt._", ""]
     out += ["## Conversation", ""]
     for item in _timeline(doc):
         if "turn" in item:
@@ -110,7 +110,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
         else:
             out += [*_change_markdown(item, doc["status"]), ""]
     if doc.get("error"):
-        out += [_quote(f"Error: {doc['error']['message']}"), ""]
+        out += [quote(f"Error: {doc['error']['message']}"), ""]
     out += ["## Totals", "", _totals(doc), ""]
     return "\n".join(out).rstrip("\n") + "\n"
 
@@ -140,7 +140,7 @@ def to_html(doc: dict[str, Any]) -> str:
         parts.append(f'<p class="error">Error: {escape(doc["error"]["message"])}</p>')
     parts.append(f'<p class="totals">{escape(_totals(doc))}</p>')
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f"<style>{PAGE_CSS}{DUET_CSS}{_code_css()}</style></head><body>{''.join(parts)}</body></html>")
+            f"<style>{PAGE_CSS}{DUET_CSS}{code_css()}</style></head><body>{''.join(parts)}</body></html>")
 
 
 def filename(doc: dict[str, Any], fmt: str) -> str:
@@ -250,7 +250,7 @@ def _change_markdown(change: dict[str, Any], status: str) -> list[str]:
     for sentence, prompt in _change_texts(change, status):
         lines.append(f"> {sentence}")
         if prompt is not None:
-            lines += [">", *(f"> {line}".rstrip() for line in _quote(prompt).splitlines())]
+            lines += [">", *(f"> {line}".rstrip() for line in quote(prompt).splitlines())]
     return lines
 
 
@@ -270,7 +270,7 @@ def _turn_heading(turn: dict[str, Any]) -> str:
 
 def _turn_markdown(turn: dict[str, Any]) -> list[str]:
     """A turn: heading, content verbatim (an open code block closed), figures."""
-    content = _close_open_fence(turn["content"]) if turn.get("content") else "_(no text)_"
+    content = close_open_fence(turn["content"]) if turn.get("content") else "_(no text)_"
     return [f"### {_turn_heading(turn)}", "", content, "", f"_{_turn_figures(turn)}_", ""]
 
 
@@ -284,7 +284,7 @@ def _turn_html(turn: dict[str, Any]) -> str:
 def _turn_figures(turn: dict[str, Any]) -> str:
     """`12 in / 30 out tokens · 1.2 s · $0.0012`."""
     return (f"{turn.get('input_tokens') or 0} in / {turn.get('output_tokens') or 0} out tokens · "
-            f"{float(turn.get('seconds') or 0):.1f} s · {_money(float(turn.get('cost_usd') or 0))}")
+            f"{float(turn.get('seconds') or 0):.1f} s · {money(float(turn.get('cost_usd') or 0))}")
 
 
 def _title(doc: dict[str, Any]) -> str:
@@ -308,15 +308,15 @@ def _agent_settings(agent: dict[str, Any]) -> str:
 def _meta(doc: dict[str, Any]) -> str:
     """`Completed · started 2025-06-01 12:00 UTC · exported 2025-06-01 12:05 UTC`."""
     status = "Still running" if doc["status"] == "running" else str(doc["status"]).capitalize()
-    return (f"{status} · started {_human_time(doc['started_at'])} · "
-            f"exported {_human_time(doc['exported_at'])}")
+    return (f"{status} · started {human_time(doc['started_at'])} · "
+            f"exported {human_time(doc['exported_at'])}")
 
 
 def _totals(doc: dict[str, Any]) -> str:
     """`4 turns · 40 in / 12 out tokens · $0.0012 · 3.2 s`."""
     totals = doc["totals"]
     parts = [f"{totals['turns']} turn{'s' if totals['turns'] != 1 else ''}",
-             f"{totals['input_tokens']} in / {totals['output_tokens']} out tokens", _money(totals["cost_usd"])]
+             f"{totals['input_tokens']} in / {totals['output_tokens']} out tokens", money(totals["cost_usd"])]
     if totals.get("seconds") is not None:
         parts.append(f"{totals['seconds']:.1f} s")
     return " · ".join(parts)

@@ -59,7 +59,7 @@ def conversation_document(session: Session, *, conversation_id: str, user_id: st
     return {
         "format": DOCUMENT_FORMAT,
         "version": DOCUMENT_VERSION,
-        "exported_at": _iso(datetime.now(UTC)),
+        "exported_at": iso(datetime.now(UTC)),
         **_conversation_fields(conv),
         "messages": [_message_fields(m) for m in messages],
         "current_path": [entry.message.id for entry in path],
@@ -74,17 +74,17 @@ def to_json(doc: dict[str, Any]) -> str:
 def to_markdown(doc: dict[str, Any]) -> str:
     """The current branch as Markdown; message contents verbatim."""
     meta = [f"Model: {doc['model']}"] if doc.get("model") else []
-    meta.append(f"Exported {_human_time(doc['exported_at'])}")
+    meta.append(f"Exported {human_time(doc['exported_at'])}")
     out = [f"# {_one_line(doc['title'])}", "", f"_{' · '.join(meta)}_", ""]
     if doc.get("system_prompt"):
-        out += ["**System prompt**", "", _quote(doc["system_prompt"]), ""]
+        out += ["**System prompt**", "", quote(doc["system_prompt"]), ""]
     for m in current_branch(doc):
         heading = f"## {_speaker(m)}"
         if m["status"] in STATUS_LABEL:
             heading += f" — {STATUS_LABEL[m['status']]}"
-        out += [heading, "", f"_{_human_time(m['created_at'])}_", "", _close_open_fence(m["content"]), ""]
+        out += [heading, "", f"_{human_time(m['created_at'])}_", "", close_open_fence(m["content"]), ""]
         if _error_message(m):
-            out += [_quote(f"Error: {_error_message(m)}"), ""]
+            out += [quote(f"Error: {_error_message(m)}"), ""]
         if m["role"] == "assistant":
             out += [f"_{_usage(m)}_", ""]
     return "\n".join(out).rstrip("\n") + "\n"
@@ -115,14 +115,14 @@ def render_markdown_html(text: str) -> str:
 def to_html(doc: dict[str, Any]) -> str:
     """The print HTML of the current branch: raw HTML in messages is escaped, code highlighted."""
     meta = [f"Model: {doc['model']}"] if doc.get("model") else []
-    meta.append(f"Exported {_human_time(doc['exported_at'])}")
+    meta.append(f"Exported {human_time(doc['exported_at'])}")
     parts = [f"<h1>{escape(doc['title'])}</h1>", f'<p class="meta">{escape(" · ".join(meta))}</p>']
     if doc.get("system_prompt"):
         parts.append(f'<div class="system"><b>System prompt</b><div class="plain">{escape(doc["system_prompt"])}'
                      "</div></div>")
     for m in current_branch(doc):
         head = (f'<span class="who">{escape(_speaker(m))}</span> '
-                f'<span class="when">{_human_time(m["created_at"])}</span>')
+                f'<span class="when">{human_time(m["created_at"])}</span>')
         if m["status"] in STATUS_LABEL:
             head += f' <span class="status">{escape(STATUS_LABEL[m["status"]])}</span>'
         body = (f'<div class="plain">{escape(m["content"])}</div>' if m["role"] == "user"
@@ -132,7 +132,7 @@ def to_html(doc: dict[str, Any]) -> str:
             extra += f'<p class="usage">{escape(_usage(m))}</p>'
         parts.append(f'<section class="msg {escape(m["role"])}"><p class="head">{head}</p>{body}{extra}</section>')
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(doc["title"])}</title>'
-            f"<style>{PAGE_CSS}{_code_css()}</style></head><body>{''.join(parts)}</body></html>")
+            f"<style>{PAGE_CSS}{code_css()}</style></head><body>{''.join(parts)}</body></html>")
 
 
 def filename(doc: dict[str, Any], fmt: str) -> str:
@@ -188,18 +188,18 @@ def _message_fields(message: Message) -> dict[str, Any]:
 def _json_value(value: Any) -> Any:
     """Datetimes as ISO 8601 (UTC), dicts copied; everything else is already JSON-ready."""
     if isinstance(value, datetime):
-        return _iso(value)
+        return iso(value)
     if isinstance(value, dict):
         return json.loads(json.dumps(value))
     return value
 
 
-def _iso(value: datetime) -> str:
+def iso(value: datetime) -> str:
     """ISO 8601 with an explicit UTC offset (SQLite hands back naive datetimes, stored as UTC)."""
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
 
-def _human_time(iso: str) -> str:
+def human_time(iso: str) -> str:
     """`2025-06-01 14:03 UTC` from an ISO timestamp."""
     return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -215,10 +215,10 @@ def _speaker(message: dict[str, Any]) -> str:
 
 def _usage(message: dict[str, Any]) -> str:
     """`12 in / 30 out tokens · $0.0012`."""
-    return f"{message['input_tokens']} in / {message['output_tokens']} out tokens · {_money(message['cost_usd'])}"
+    return f"{message['input_tokens']} in / {message['output_tokens']} out tokens · {money(message['cost_usd'])}"
 
 
-def _money(cost: float) -> str:
+def money(cost: float) -> str:
     """Dollars with enough decimals (up to six) to show sub-cent costs: `$0.0123`, `$0.50`, `$12.00`."""
     if cost >= 1:
         return f"${cost:,.2f}"
@@ -232,7 +232,7 @@ def _error_message(message: dict[str, Any]) -> str:
     return str(error.get("message") or "") if isinstance(error, dict) else ""
 
 
-def _quote(text: str) -> str:
+def quote(text: str) -> str:
     """Text as a Markdown blockquote."""
     return "\n".join(f"> {line}".rstrip() for line in text.splitlines() or [""])
 
@@ -245,7 +245,7 @@ def _one_line(text: str) -> str:
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 
 
-def _close_open_fence(text: str) -> str:
+def close_open_fence(text: str) -> str:
     """The content, plus a closing fence if it ends inside a code block (a stopped reply can).
 
     Without it, everything after the message in the export would read as code.
@@ -310,6 +310,6 @@ def _highlight(code: str, lang: str, _attrs: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _code_css() -> str:
+def code_css() -> str:
     """Pygments' light style for code blocks."""
     return str(HtmlFormatter(style="friendly").get_style_defs(".hl"))

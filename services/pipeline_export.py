@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from services.export import PAGE_CSS, html_to_pdf, render_markdown_html
+from services.export import PAGE_CSS, html_to_pdf, iso, render_markdown_html
 from services.pipeline import PipelineBody
 from services.runs import ActiveRun
 from storage.models import Run
@@ -24,7 +24,7 @@ def document(run: Run, *, active: ActiveRun | None = None) -> dict[str, Any]:
     return {
         "format": "lantern.pipeline", "version": 1, "exported_at": datetime.now(UTC).isoformat(),
         "id": run.id, "trace_id": run.trace_id, "status": run.status,
-        "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
+        "started_at": iso(run.started_at), "finished_at": iso(run.finished_at) if run.finished_at else None,
         "pipeline": run.config.get("pipeline"), "topic": run.config.get("topic"),
         "models": run.config.get("models", {}), "max_attempts": run.config.get("max_attempts"),
         "definition": run.config.get("definition"),
@@ -92,10 +92,3 @@ def _fence(text: str) -> str:
     while ticks in text:
         ticks += "`"
     return f"{ticks}\n{text}\n{ticks}"
-
-
-def _iso(value: datetime | None) -> str | None:
-    """UTC ISO 8601 (SQLite hands back naive datetimes that are UTC)."""
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
