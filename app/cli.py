@@ -7,7 +7,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from app.settings import Settings
+from app.settings import Settings, is_loopback
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,30 +57,15 @@ def main(argv: list[str] | None = None) -> None:
     except DatabaseUnavailable as exc:
         print(f"lantern: {exc}", file=sys.stderr)
         sys.exit(2)
-    if not is_loopback(settings.host):
-        if not lantern.db.session_call(list_users):
-            print(f"lantern: refusing to serve on {settings.host} without accounts: anyone on the network could "
-                  "use it. Create one with `lantern users add NAME --admin`, or bind to 127.0.0.1.", file=sys.stderr)
-        else:  # accounts exist, but this build cannot enforce them yet: never serve the network unguarded
-            print(f"lantern: refusing to serve on {settings.host}: the login for shared mode is not in this build "
-                  "yet. Bind to 127.0.0.1, or put an authenticating reverse proxy in front.", file=sys.stderr)
+    if settings.shared and not lantern.db.session_call(list_users):
+        where = f"on {settings.host}" if not is_loopback(settings.host) else "with LANTERN_REQUIRE_LOGIN"
+        print(f"lantern: refusing to serve {where} without accounts: nobody could log in, and on a network anyone "
+              "could use it. Create one with `lantern users add NAME --admin`, or bind to 127.0.0.1.", file=sys.stderr)
         sys.exit(2)
     build(lantern)
     ui.run(host=settings.host, port=settings.port, native=args.native, show=not args.no_browser,
            reload=False, title="Lantern", favicon="🏮", storage_secret=storage_secret(settings),
-           reconnect_timeout=10.0, show_welcome_message=True)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether only this machine can reach the address."""
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+           reconnect_timeout=10.0, show_welcome_message=True, root_path=settings.root_path)
 
 
 def storage_secret(settings: Settings) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from app.settings import Settings
 from services import pricing
+from services.accounts import Accounts
 from services.chat import ChatService
 from services.duet import DuetService, Limits
 from services.pipeline import PipelineService
@@ -33,6 +34,7 @@ class Lantern:
     duet: DuetService
     pipelines: PipelineService
     studio: StudioService
+    accounts: Accounts
 
     @classmethod
     def create(cls, settings: Settings) -> Lantern:
@@ -41,7 +43,11 @@ class Lantern:
         db.open()
         registry = Registry.from_settings(settings)
         pricing.PRICES.update(settings.prices)  # one price table for the process, as configured
-        runs = RunManager(db)
+        # Run admission is per user and only matters when several people share the host.
+        runs = RunManager(db, runs_per_minute=settings.runs_per_minute if settings.shared else 0,
+                          max_run_tokens=settings.max_run_tokens)
+        accounts = Accounts(db, session_hours=settings.session_hours,
+                            attempts_per_minute=settings.login_attempts_per_minute)
         tools = _lazy_tools(settings.data_dir)
         chat = ChatService(db=db, registry=registry, runs=runs, tools=tools,
                            max_prompt_chars=settings.max_prompt_chars)
@@ -50,7 +56,7 @@ class Lantern:
         pipelines = PipelineService(db=db, registry=registry, runs=runs)
         studio = StudioService(db=db, registry=registry, runs=runs, chain=settings.studio_chain)
         return cls(settings=settings, db=db, registry=registry, runs=runs, chat=chat, tools=tools, duet=duet,
-                   pipelines=pipelines, studio=studio)
+                   pipelines=pipelines, studio=studio, accounts=accounts)
 
     async def startup(self) -> None:
         """Recover what a crash left running."""

@@ -7,12 +7,15 @@ from pathlib import Path
 from fastapi.responses import PlainTextResponse
 from nicegui import app
 
+from app import auth
 from app.api import errors
 from app.api.routes import build_router
 from app.api.run_routes import build_run_router
 from app.api.studio_routes import build_studio_router
+from app.body_limit import BodyLimit
 from app.context import Lantern
-from app.pages import chat, duet, history, pipelines, placeholders, studio
+from app.gate import AuthGate
+from app.pages import chat, duet, history, login, pipelines, settings_page, studio
 from app.security import SecurityHeaders
 from components.render import highlight_css
 
@@ -26,6 +29,17 @@ def build(lantern: Lantern) -> None:
     app.add_api_route("/lantern/highlight.css", lambda: PlainTextResponse(css, media_type="text/css"),
                       include_in_schema=False)
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=lantern.settings.max_body_bytes)  # inside the security headers
+    shared = lantern.settings.shared
+    auth.enforce(lantern.accounts if shared else None)
+    if shared:  # added before SecurityHeaders, so refusals and redirects carry the headers too
+        app.add_middleware(AuthGate, accounts=lantern.accounts)
+    if lantern.settings.cors_origins:  # off unless an allow-list is configured
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=lantern.settings.cors_origins,
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])
     app.add_middleware(SecurityHeaders)
     app.include_router(build_router(lantern))
     app.include_router(build_run_router(lantern))
@@ -35,6 +49,7 @@ def build(lantern: Lantern) -> None:
     pipelines.register(lantern)
     studio.register(lantern)
     history.register(lantern)
-    placeholders.register()
+    login.register(lantern, lantern.accounts if shared else None)
+    settings_page.register(lantern)
     app.on_startup(lantern.startup)
     app.on_shutdown(lantern.shutdown)

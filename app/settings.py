@@ -70,8 +70,25 @@ class Settings(BaseSettings):
     # USD per million tokens, (input, output), by provider/model; merged over the built-in table.
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict, validation_alias="LANTERN_PRICES")
 
+    # Shared mode: login is required on any non-loopback host, or anywhere with LANTERN_REQUIRE_LOGIN=1.
+    require_login: bool = Field(False, validation_alias="LANTERN_REQUIRE_LOGIN")
+    session_hours: float = Field(12.0, gt=0, validation_alias="LANTERN_SESSION_HOURS")
+    runs_per_minute: int = Field(10, ge=0, validation_alias="LANTERN_RUNS_PER_MINUTE")  # per user, shared mode
+    login_attempts_per_minute: int = Field(5, ge=1, validation_alias="LANTERN_LOGIN_ATTEMPTS")
+    max_run_tokens: int = Field(200_000, ge=0, validation_alias="LANTERN_MAX_RUN_TOKENS")  # 0: no cap
+    root_path: str = Field("", validation_alias="LANTERN_ROOT_PATH")  # e.g. /lantern behind a reverse proxy
+    cors_origins: list[str] = Field(default_factory=list, validation_alias="LANTERN_CORS_ORIGINS")
+
     provider_timeout_s: float = Field(60.0, validation_alias="LANTERN_PROVIDER_TIMEOUT")
     max_prompt_chars: int = Field(200_000, validation_alias="LANTERN_MAX_PROMPT_CHARS")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, validation_alias="LANTERN_MAX_BODY_BYTES")
+
+    @field_validator("root_path")
+    @classmethod
+    def _root_path(cls, value: str) -> str:
+        """`/prefix` without a trailing slash, or empty."""
+        value = value.strip().rstrip("/")
+        return value if not value or value.startswith("/") else "/" + value
 
     @field_validator("compat_endpoints", "scripts", "prices", mode="before")
     @classmethod
@@ -80,6 +97,23 @@ class Settings(BaseSettings):
         return json.loads(value) if isinstance(value, str) and value.strip() else value or {}
 
     @property
+    def shared(self) -> bool:
+        """Whether accounts and login are enforced."""
+        return self.require_login or not is_loopback(self.host)
+
+    @property
     def resolved_database_url(self) -> str:
         """The configured database, or the SQLite file in the data directory."""
         return self.database_url or f"sqlite:///{self.data_dir / 'lantern.db'}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach the address."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

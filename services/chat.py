@@ -95,6 +95,7 @@ class ChatService:
         chosen = await self._tools(tools, model_id, provider.supports_tools)
         run = Run(user_id=user_id, kind="chat", config={"model": model_id, "temperature": temperature,
                                                         "max_tokens": max_tokens, "tools": sorted(chosen)})
+        self.runs.admit(user_id)
         stored = await self.db.call(
             _store_turn, user_id=user_id, conversation_id=conversation_id, messages=messages,
             model=model_id, system=system, temperature=temperature, run_id=run.id, parent=parent)

@@ -65,6 +65,7 @@ class DuetService:
             "topic": topic, "turns": turns, "agents": [asdict(a) for a in configs],
             **({"continue_from": continue_from} if continue_from else {})})
         body = DuetBody(registry=self.registry, topic=topic, turns=turns, agents=configs, history=history)
+        self.runs.admit(user_id)
         return await self.runs.start(run, body)
 
     async def update_agent(self, *, user_id: str, run_id: str, index: int, changes: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,8 @@
     ├── BadInput              the request itself is wrong (empty prompt, bad config)
     ├── NotFound              no such item for this user
     ├── Conflict              the item exists but its state forbids this (e.g. changing a finished run)
+    ├── RateLimited           too many runs or login attempts (carries retry_after)
+    ├── NotAuthenticated      no valid login, session or token
     └── ProviderError         a provider call failed
         ├── ProviderAuth          missing/invalid key (not retryable)
         ├── ProviderBadRequest    the provider refused the request (not retryable)
@@ -44,6 +46,22 @@ class Conflict(LanternError):
     """The item exists but is not in a state that allows this."""
 
     kind = "conflict"
+
+
+class RateLimited(LanternError):
+    """Too many requests from this user or address; `retry_after` says when to try again."""
+
+    kind = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotAuthenticated(LanternError):
+    """No valid login, session or token."""
+
+    kind = "unauthenticated"
 
 
 class ProviderError(LanternError):

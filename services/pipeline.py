@@ -57,6 +57,7 @@ class PipelineService:
             "pipeline": spec.name, "topic": topic, "models": chosen, "max_attempts": attempts,
             "definition": spec.model_dump(mode="json")})
         body = PipelineBody(registry=self.registry, spec=spec, topic=topic, models=chosen, max_attempts=attempts)
+        self.runs.admit(user_id)
         return await self.runs.start(run, body)
 
     async def find(self, user_id: str, name: str) -> PipelineDef:

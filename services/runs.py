@@ -13,11 +13,13 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from services.errors import LanternError
 from services.events import Done, Error, Event, StepFinished, ToolOutput, TurnFinished, Usage, from_wire
+from services.limits import SlidingWindow
 from storage import runs as run_repo
 from storage.engine import Database
 from storage.models import Run
@@ -65,11 +67,18 @@ class ActiveRun:
 class RunManager:
     """Starts, tracks, replays and stops runs."""
 
-    def __init__(self, db: Database, *, flush_interval: float = 1.0) -> None:
+    def __init__(self, db: Database, *, flush_interval: float = 1.0, runs_per_minute: int = 0,
+                 max_run_tokens: int = 0) -> None:
         self.db = db
         self.flush_interval = flush_interval
+        self.admission = SlidingWindow(runs_per_minute)
+        self.max_run_tokens = max_run_tokens
         self.active: dict[str, ActiveRun] = {}
         self._listeners: list[Callable[[ActiveRun], Awaitable[None]]] = []
+
+    def admit(self, user_id: str) -> None:
+        """Count a new run for the user, or raise RateLimited; call before storing anything."""
+        self.admission.take(user_id, "runs this minute")
 
     async def start(self, run: Run, body: RunBody) -> ActiveRun:
         """Store the run and execute its body in the background."""
@@ -130,9 +139,12 @@ class RunManager:
     async def _drive(self, active: ActiveRun) -> None:
         """Run the body, translate its end into a status, persist everything."""
         error: LanternError | None = None
+        events = active.body.events()
         try:
-            async for event in active.body.events():
-                await self._emit(active, event)
+            async with _closing(events):  # an early exit (token cap) closes the upstream at once
+                async for event in events:
+                    await self._emit(active, event)
+                    self._check_cap(active)
             status = "completed"
         except asyncio.CancelledError:
             status = "stopped" if active.stop_requested else "interrupted"
@@ -146,6 +158,13 @@ class RunManager:
             del exc
         # Shielded: a further cancel (a second stop, shutdown) must not lose the partial output.
         await asyncio.shield(self._finish(active, status, error))
+
+    def _check_cap(self, active: ActiveRun) -> None:
+        """Fail the run once its tokens pass this server's per-run cap."""
+        used = active.usage["input_tokens"] + active.usage["output_tokens"]
+        if self.max_run_tokens and used > self.max_run_tokens:
+            raise TokenCapReached(f"This run used {used} tokens, above this server's cap of "
+                                  f"{self.max_run_tokens} per run (LANTERN_MAX_RUN_TOKENS); it was stopped.")
 
     async def _finish(self, active: ActiveRun, status: str, error: LanternError | None) -> None:
         """Persist the result and final events, then wake subscribers for the last time."""
@@ -187,3 +206,20 @@ class RunManager:
         """Release everyone waiting for new events."""
         wake, active.wake = active.wake, asyncio.Event()
         wake.set()
+
+
+class TokenCapReached(LanternError):
+    """A run went past the per-run token cap."""
+
+    kind = "token_cap"
+
+
+@asynccontextmanager
+async def _closing(events: AsyncIterator[Event]) -> AsyncIterator[None]:
+    """Close an async generator on exit, whatever ends the loop."""
+    try:
+        yield
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()

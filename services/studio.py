@@ -49,6 +49,7 @@ class StudioService:
             self.registry.resolve(model_id, check_available=False)  # unknown names fail now, keys may come later
         run = Run(user_id=user_id, kind="deliverables", config={"module": module, "brief": brief, "chain": chain})
         body = StudioBody(db=self.db, registry=self.registry, run=run, module=module, brief=brief, chain=chain)
+        self.runs.admit(user_id)
         return await self.runs.start(run, body)
 
     async def get(self, *, user_id: str, deliverable_id: str) -> dict[str, Any]:

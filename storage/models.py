@@ -141,3 +141,25 @@ class SchemaVersion(SQLModel, table=True):
 
     id: int = Field(default=1, primary_key=True)
     version: int
+
+
+class AuthSession(SQLModel, table=True):
+    """A browser login; only a hash of its cookie token is stored."""
+
+    id: str = Field(primary_key=True)  # sha256 of the token
+    user_id: str = Field(index=True, foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(index=True)
+
+
+class ApiToken(SQLModel, table=True):
+    """A personal API token; the secret is shown once, only its hash is kept."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    user_id: str = Field(index=True, foreign_key="user.id")
+    name: str
+    token_hash: str = Field(index=True, unique=True)
+    prefix: str  # the first characters, so people can tell their tokens apart
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None

@@ -13,8 +13,9 @@ from storage.engine import Database
 from tests.conftest import ROOT
 
 
-def lantern(*args: str, data: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NICEGUI_"))}
+def lantern(*args: str, data: Path, stdin: str = "", env: dict[str, str] | None = None,
+            ) -> subprocess.CompletedProcess[str]:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NICEGUI_"))}, **(env or {})}
     env["LANTERN_DATA_DIR"] = str(data)
     return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, env=env, input=stdin,
                           capture_output=True, text=True, timeout=60)
@@ -43,13 +44,12 @@ def test_users_add_list_passwd_remove(tmp_path: Path) -> None:
     db.close()
 
 
-def test_network_address_is_refused_without_accounts_and_without_login(tmp_path: Path) -> None:
+def test_network_address_is_refused_without_accounts(tmp_path: Path) -> None:
     data = tmp_path / "data"
     refused = lantern("--no-browser", "--host", "0.0.0.0", "--port", "0", data=data)
     assert refused.returncode == 2 and "without accounts" in refused.stderr and "lantern users add" in refused.stderr
-    lantern("users", "add", "ada", "--password-stdin", data=data, stdin="correct horse battery\n")
-    still = lantern("--no-browser", "--host", "0.0.0.0", "--port", "0", data=data)
-    assert still.returncode == 2 and "login for shared mode is not in this build" in still.stderr
+    forced = lantern("--no-browser", "--port", "0", data=data, env={"LANTERN_REQUIRE_LOGIN": "1"})
+    assert forced.returncode == 2 and "LANTERN_REQUIRE_LOGIN without accounts" in forced.stderr
 
 
 def test_password_hashes_verify_and_reject() -> None:

@@ -14,6 +14,8 @@ from services.export import ExportUnavailable
 STATUS: list[tuple[type[errors.LanternError], int]] = [
     (errors.NotFound, 404),
     (errors.Conflict, 409),
+    (errors.RateLimited, 429),
+    (errors.NotAuthenticated, 401),
     (errors.ProviderAuth, 503),
     (errors.ProviderRateLimited, 429),
     (errors.ProviderUnavailable, 502),
@@ -39,7 +41,10 @@ def install(app: FastAPI) -> None:
 
     async def lantern_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, errors.LanternError)
-        return error_response(status_for(exc), exc.kind, str(exc))
+        response = error_response(status_for(exc), exc.kind, str(exc))
+        if isinstance(exc, errors.RateLimited):
+            response.headers["Retry-After"] = str(int(exc.retry_after))
+        return response
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

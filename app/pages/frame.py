@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from nicegui import app, ui
 
+from app import auth
+
 NAV = [
     ("Chat", "/", "chat"),
     ("Tools", "/tools", "build"),
@@ -46,6 +48,12 @@ def frame(title: str) -> Iterator[Chrome]:
         ui.space()
         ui.button(icon="dark_mode", on_click=lambda: _toggle_dark(dark)) \
             .props('flat round dense color=white aria-label="Dark mode"').tooltip("Dark mode (Ctrl+Shift+D)")
+        if auth.shared():
+            with ui.button(icon="account_circle").props('flat round dense color=white aria-label="Account"') \
+                    .mark("account-menu"), ui.menu():
+                ui.item(auth.current_principal().name).props("dense").classes("opacity-70")
+                ui.menu_item("Settings", on_click=lambda: ui.navigate.to("/settings"))
+                ui.menu_item("Log out", on_click=lambda: ui.navigate.to("/logout")).mark("logout")
     ui.keyboard(lambda e: _toggle_dark(dark) if e.action.keydown and e.modifiers.ctrl
                 and e.modifiers.shift and e.key.name.lower() == "d" else None, ignore=[])
     with ui.column().classes("w-full max-w-5xl mx-auto p-4 gap-4"):
@@ -66,11 +74,3 @@ def _has_user_storage() -> bool:
         return True
     except RuntimeError:
         return False
-
-
-def coming(title: str, issue_text: str) -> None:
-    """A page whose feature has not landed yet says so plainly."""
-    with frame(title), ui.card().classes("w-full items-center p-8"):
-        ui.icon("construction").classes("text-5xl opacity-60")
-        ui.label(f"{title} is coming").classes("text-xl")
-        ui.label(issue_text).classes("opacity-70 text-center")

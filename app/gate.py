@@ -1,0 +1,145 @@
+"""The login gate of shared mode (pure ASGI, so streams pass through untouched).
+
+Every route needs a login except the few listed in PUBLIC: the health probe, the login
+page and its completion, and static assets that hold no data. Browsers carry a session
+cookie; scripts use HTTP Basic or a personal API token (`Authorization: Bearer lt_...`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+from urllib.parse import quote
+
+from app import auth
+from services.accounts import Accounts, Principal
+from services.errors import NotAuthenticated, RateLimited
+
+COOKIE = "lantern_session"
+# Path → why it is open. NiceGUI's own assets and socket carry no data: a page's socket joins a
+# client that only an authenticated page request could have created.
+PUBLIC_PATHS = {
+    "/health": "liveness probe for load balancers",
+    "/login": "the login page",
+    "/login/complete": "turns a one-time login ticket into a session cookie",
+    "/logout": "ends the session, if any",
+    "/lantern/highlight.css": "code highlighting styles",
+    "/favicon.ico": "icon",
+}
+PUBLIC_PREFIXES = ("/_nicegui/", "/_nicegui_ws/", "/static/")
+
+
+def is_public(path: str) -> bool:
+    """Whether a route may be reached without a login."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+class AuthGate:
+    """Resolves the principal of each request; refuses or redirects requests without one."""
+
+    def __init__(self, app: Any, accounts: Accounts) -> None:
+        self.app = app
+        self.accounts = accounts
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path = route_path(scope)
+        try:
+            principal = await self._principal(scope)
+        except RateLimited as exc:
+            await _send_json(send, 429, exc, [(b"retry-after", str(int(exc.retry_after)).encode())])
+            return
+        except NotAuthenticated as exc:
+            principal, failure = None, exc
+        else:
+            failure = NotAuthenticated("Log in first: use the login page, HTTP Basic, or an API token.")
+        if principal is None and not is_public(path):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 4401})
+            elif _wants_page(scope, path):
+                await _redirect(send, scope, path)
+            else:
+                await _send_json(send, 401, failure, [(b"www-authenticate", b'Basic realm="Lantern", charset="UTF-8"')])
+            return
+        scope.setdefault("state", {})[auth.SCOPE_KEY] = principal
+        auth.bind(principal)
+        await self.app(scope, receive, send)
+
+    async def _principal(self, scope: dict[str, Any]) -> Principal | None:
+        """From the Authorization header, else the session cookie; None when neither is given."""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        header = headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer":
+            principal = await self.accounts.from_token(value.strip())
+            if principal is None:
+                raise NotAuthenticated("That API token is unknown or revoked.")
+            return principal
+        if scheme.lower() == "basic":
+            name, password = _basic(value)
+            return await self.accounts.from_basic(name, password, _address(scope))
+        token = _cookie(headers.get("cookie", ""), COOKIE)
+        return await self.accounts.from_session(token) if token else None
+
+
+def route_path(scope: dict[str, Any]) -> str:
+    """The path inside the app, without a reverse proxy's root path."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root):] or "/" if root and path.startswith(root) else path
+
+
+def _basic(value: str) -> tuple[str, str]:
+    """Decode HTTP Basic credentials."""
+    try:
+        name, _, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise NotAuthenticated("Malformed Basic credentials.") from None
+    return name, password
+
+
+def _cookie(header: str, name: str) -> str | None:
+    """One cookie's value."""
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name and value:
+            return value
+    return None
+
+
+def _address(scope: dict[str, Any]) -> str:
+    """The client's address (for throttling failed logins)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _wants_page(scope: dict[str, Any], path: str) -> bool:
+    """A browser navigating to a page (gets the login page) rather than a script (gets 401)."""
+    if scope.get("method") != "GET" or path.startswith("/api/"):
+        return False
+    accept = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"accept"), "")
+    return "text/html" in accept or not accept or accept == "*/*"
+
+
+async def _redirect(send: Any, scope: dict[str, Any], path: str) -> None:
+    """303 to the login page, remembering where the person was going."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    target = path + (f"?{query}" if query else "")
+    location = f"{scope.get('root_path', '')}/login?next={quote(target, safe='')}"
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", location.encode("latin-1")), (b"cache-control", b"no-store"),
+                            (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _send_json(send: Any, status: int, exc: Exception, headers: list[tuple[bytes, bytes]]) -> None:
+    """Our standard error body."""
+    kind = getattr(exc, "kind", "error")
+    body = json.dumps({"error": {"type": kind, "message": str(exc)}}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"cache-control", b"no-store"), *headers]})
+    await send({"type": "http.response.body", "body": body})

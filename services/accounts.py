@@ -1,0 +1,217 @@
+"""Who is asking, in shared mode: password logins, browser sessions and personal API tokens.
+
+Only hashes are stored: Argon2id for passwords, SHA-256 for session and API tokens (they are
+random, 256-bit, so a fast hash is enough). Lookups are cached briefly so a request does not
+cost a database round trip; logout and revocation evict the cache at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from services.errors import BadInput, NotAuthenticated, NotFound, RateLimited
+from services.limits import SlidingWindow
+from services.passwords import hash_password, verify_password
+from storage import auth_store
+from storage import users as user_repo
+from storage.engine import Database
+from storage.models import LOCAL_USER_ID, ApiToken, User, utcnow
+
+TOKEN_PREFIX = "lt_"
+CACHE_SECONDS = 30.0
+ROLES = ("admin", "member")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated user; `session` is the login's token hash when it came from a browser."""
+
+    user_id: str
+    name: str
+    role: str
+    session: str | None = None
+    expires_at: datetime | None = None
+    resolved_at: float = 0.0
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether this user may manage accounts."""
+        return self.role == "admin"
+
+
+LOCAL = Principal(user_id=LOCAL_USER_ID, name="local", role="admin")
+
+
+def digest(token: str) -> str:
+    """The stored form of a session or API token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Accounts:
+    """Logins, sessions, tokens and user management for shared mode."""
+
+    def __init__(self, db: Database, *, session_hours: float = 12.0, attempts_per_minute: int = 5) -> None:
+        self.db = db
+        self.session_hours = session_hours
+        self.failures_by_name = SlidingWindow(attempts_per_minute)
+        self.failures_by_address = SlidingWindow(attempts_per_minute * 4)
+        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._ended: set[str] = set()  # session hashes logged out while their pages may still be open
+        self._reset_at: dict[str, float] = {}  # user id -> when their logins were ended (password, removal)
+
+    async def login(self, name: str, password: str, address: str) -> Principal:
+        """Check a name and password, or raise RateLimited / NotAuthenticated (same message for both causes)."""
+        name = name.strip()
+        self._throttle(name, address)
+        user = await self.db.call(user_repo.find_user, name=name)
+        ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
+        if user is None or not ok:
+            self.failures_by_name.hit(name.lower())
+            self.failures_by_address.hit(address)
+            raise NotAuthenticated("Wrong name or password.")
+        self.failures_by_name.clear(name.lower())
+        return _principal(user)
+
+    async def start_session(self, principal: Principal) -> str:
+        """A new browser login for the user; returns the cookie token (shown to nobody else)."""
+        token = secrets.token_urlsafe(32)
+        expires = utcnow() + timedelta(hours=self.session_hours)
+        await self.db.call(auth_store.create_session, token_hash=digest(token), user_id=principal.user_id,
+                           expires_at=expires)
+        return token
+
+    async def from_session(self, token: str) -> Principal | None:
+        """The user of a live browser login."""
+        key = "s:" + digest(token)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        found = await self.db.call(auth_store.find_session, token_hash=key[2:])
+        if found is None:
+            return None
+        row, user = found
+        principal = Principal(user_id=user.id, name=user.name, role=user.role, session=row.id,
+                              expires_at=auth_store.aware(row.expires_at), resolved_at=time.monotonic())
+        expires_in = (auth_store.aware(row.expires_at) - utcnow()).total_seconds()
+        return self._remember(key, principal, min(CACHE_SECONDS, expires_in))
+
+    async def end_session(self, token_hash: str) -> None:
+        """Log out one browser login."""
+        self._cache.pop("s:" + token_hash, None)
+        self._ended.add(token_hash)
+        await self.db.call(auth_store.end_session, token_hash=token_hash)
+
+    def session_alive(self, principal: Principal) -> bool:
+        """Whether a page's login still holds (cheap; for event handlers of open pages)."""
+        if principal.session is None:
+            return True
+        reset = self._reset_at.get(principal.user_id)
+        return principal.session not in self._ended and (reset is None or reset < principal.resolved_at) and \
+            (principal.expires_at is None or principal.expires_at > utcnow())
+
+    async def from_basic(self, name: str, password: str, address: str) -> Principal:
+        """HTTP Basic credentials (throttled like the login page); successes are cached briefly."""
+        key = "b:" + digest(f"{name}\0{password}")
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        return self._remember(key, await self.login(name, password, address), CACHE_SECONDS)
+
+    async def from_token(self, token: str) -> Principal | None:
+        """The owner of a live personal API token."""
+        key = "t:" + digest(token)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        user = await self.db.call(auth_store.use_token, token_hash=key[2:])
+        return None if user is None else self._remember(key, _principal(user), CACHE_SECONDS)
+
+    async def create_token(self, user_id: str, name: str) -> tuple[ApiToken, str]:
+        """A new personal API token; the secret is returned this once and never stored."""
+        name = name.strip()
+        if not name:
+            raise BadInput("give the token a name, e.g. the script that will use it")
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = await self.db.call(auth_store.add_token, user_id=user_id, name=name[:80], token_hash=digest(secret),
+                                   prefix=secret[:8])
+        return token, secret
+
+    async def tokens(self, user_id: str) -> list[ApiToken]:
+        """The user's tokens (hashes stay inside)."""
+        return await self.db.call(auth_store.list_tokens, user_id=user_id)
+
+    async def revoke_token(self, user_id: str, token_id: str) -> None:
+        """Revoke one of the user's tokens; it stops working at once in this process."""
+        if not await self.db.call(auth_store.revoke_token, user_id=user_id, token_id=token_id):
+            raise NotFound(f"No live token {token_id}")
+        self._cache = {k: v for k, v in self._cache.items() if not k.startswith("t:")}
+
+    async def users(self) -> list[User]:
+        """Accounts that can log in."""
+        return await self.db.call(user_repo.list_users)
+
+    async def add_user(self, name: str, password: str, role: str) -> User:
+        """A new account (admin action)."""
+        name = name.strip()
+        if not name or len(name) > 64 or any(c.isspace() for c in name):
+            raise BadInput("a user name is 1–64 characters without spaces")
+        if role not in ROLES:
+            raise BadInput(f"role is one of {', '.join(ROLES)}")
+        hashed = await asyncio.to_thread(hash_password, password)
+        try:
+            return await self.db.call(user_repo.add_user, name=name, password_hash=hashed, role=role)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+
+    async def remove_user(self, name: str) -> None:
+        """Disable an account and end its logins (admin action)."""
+        user = await self.db.call(user_repo.find_user, name=name)
+        if user is None or not await self.db.call(user_repo.remove_user, name=name):
+            raise NotFound(f"No user {name}")
+        self._forget(user.id)
+
+    async def set_password(self, name: str, password: str) -> None:
+        """Change a password and end the user's other logins."""
+        hashed = await asyncio.to_thread(hash_password, password)
+        user = await self.db.call(user_repo.find_user, name=name)
+        if user is None or not await self.db.call(user_repo.set_password, name=name, password_hash=hashed):
+            raise NotFound(f"No user {name}")
+        self._forget(user.id)
+
+    def _forget(self, user_id: str) -> None:
+        """End a user's logins in this process: cached lookups and open pages."""
+        self._cache.clear()
+        self._reset_at[user_id] = time.monotonic()
+
+    def _throttle(self, name: str, address: str) -> None:
+        """Refuse while this name or address has too many recent failures."""
+        wait = max(self.failures_by_name.retry_after(name.lower()), self.failures_by_address.retry_after(address))
+        if wait > 0:
+            raise RateLimited(f"Too many failed attempts: try again in {int(wait) + 1} s.", retry_after=int(wait) + 1)
+
+    def _cached(self, key: str) -> Principal | None:
+        """A fresh cache entry."""
+        hit = self._cache.get(key)
+        if hit is None:
+            return None
+        if hit[1] < time.monotonic():
+            self._cache.pop(key, None)
+            return None
+        return hit[0]
+
+    def _remember(self, key: str, principal: Principal, seconds: float) -> Principal:
+        """Cache a lookup for a short while."""
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (principal, time.monotonic() + seconds)
+        return principal
+
+
+def _principal(user: User) -> Principal:
+    """A user as a principal."""
+    return Principal(user_id=user.id, name=user.name, role=user.role)
