@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -21,6 +23,13 @@ from app.settings import Settings
 from storage.engine import make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# What must never appear in any log of the whole run (test passwords, fake keys, token and hash shapes).
+LEAK_PATTERNS = [re.compile(p) for p in (
+    r"correct horse battery", r"member secret phrase", r"lantern keeper phrase", r"(ann|ben) long password",
+    r"sk-lantern-test-", r"\blt_[A-Za-z0-9_-]{40,}", r"\$argon2id\$")]
+CAPTURED_LOGS: list[str] = []
+APP_LOGS: list[Path] = []  # logs of app subprocesses, scanned at the end too
 
 PL_CATEGORIES = json.dumps({"categories": [{"name": "basic", "description": "syntax slips"},
                                             {"name": "subtle", "description": "off-by-one errors"}]})
@@ -130,6 +139,7 @@ class AppProcess:
         env.update({"LANTERN_DATA_DIR": str(data_dir), "LANTERN_SCRIPTS": json.dumps(SCRIPTS)})
         env.update(extra_env or {})
         self.log = data_dir.parent / f"app-{self.port}.log"
+        APP_LOGS.append(self.log)
         data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app", "--no-browser", "--port", str(self.port)],
@@ -167,3 +177,43 @@ def app_process(tmp_path: Path) -> Iterator[AppProcess]:
     proc.wait_ready()
     yield proc
     proc.stop()
+
+
+class _KeepRecords(logging.Handler):
+    """Keeps every formatted log record (with tracebacks) of the test run."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        CAPTURED_LOGS.append(self.format(record))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def log_everything() -> Iterator[None]:
+    """Log at INFO into memory for the whole run, so the leak scan sees what an operator's log would."""
+    root, handler = logging.getLogger(), _KeepRecords()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def find_leaks(texts: list[str]) -> list[str]:
+    """Excerpts of texts that match a secret pattern."""
+    leaks = []
+    for text in texts:
+        for pattern in LEAK_PATTERNS:
+            for match in pattern.finditer(text):
+                leaks.append(text[max(0, match.start() - 80):match.end() + 20].replace("\n", " "))
+    return leaks
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a secret reached any log: in-process records or an app subprocess's output."""
+    texts = CAPTURED_LOGS + [p.read_text(errors="replace") for p in APP_LOGS if p.exists()]
+    leaks = find_leaks(texts)
+    if leaks:
+        print("\n\nSECRETS FOUND IN LOGS (fix the code that logged them):", *leaks[:10], sep="\n  ")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif session.config.getoption("verbose") >= 0:
+        print(f"\nleak scan: {len(texts)} log records and app logs, no secrets")

@@ -36,6 +36,7 @@ class Reply:
     hang_before: bool = False  # never answer (a client timeout must end it)
     drop_after: int | None = None  # cut the connection after this many chunks
     malformed: bool = False  # send a chunk that is not JSON
+    echo_key: bool = False  # like some real providers: quote the caller's key in the error message
 
 
 @dataclass
@@ -74,7 +75,10 @@ class FakeOpenAI:
             await asyncio.sleep(3600)
         if reply.status != 200:
             headers = {"retry-after": reply.retry_after} if reply.retry_after else None
-            return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}},
+            message = "scripted failure"
+            if reply.echo_key:
+                message = f"Incorrect API key provided: {request.headers.get('authorization', '')}"
+            return JSONResponse({"error": {"message": message, "type": "server_error"}},
                                 status_code=reply.status, headers=headers)
         if not body.get("stream"):
             return JSONResponse(_completion(body["model"], reply.text))

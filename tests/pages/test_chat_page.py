@@ -85,7 +85,9 @@ async def test_navigation_reaches_every_section(user: User) -> None:
     for label in ("Chat", "Tools", "Duet", "Pipelines", "Studio", "History", "Settings"):
         await user.should_see(label)
     await user.open("/settings")
-    await user.should_see("Settings is coming")
+    await user.should_see(marker="account-local")  # loopback: one local user, no login
+    await user.should_see(marker="providers-section")
+    await user.should_not_see(marker="tokens-section")
 
 
 async def test_sidebar_lists_searches_renames_and_deletes(scripted_default: None, user: User) -> None:
