@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     build(lantern)
     ui.run(host=settings.host, port=settings.port, native=args.native, show=not args.no_browser,
            reload=False, title="Lantern", favicon="🏮", storage_secret=storage_secret(settings),
-           reconnect_timeout=10.0, show_welcome_message=True, root_path=settings.root_path)
+           reconnect_timeout=10.0, show_welcome_message=True, root_path=settings.root_path,
+           timeout_graceful_shutdown=3)  # open SSE streams must not hold SIGTERM off: runs are stopped after
 
 
 def storage_secret(settings: Settings) -> str:
