@@ -64,9 +64,8 @@ class BodyLimit:
 
     async def _refuse(self, send: Any) -> None:
         """The 413 response, in the API's error shape."""
-        mib = self.max_bytes / (1024 * 1024)
         body = json.dumps({"error": {"type": "too_large", "message": (
-            f"The request body is larger than this server accepts ({mib:g} MiB, LANTERN_MAX_BODY_BYTES): "
+            f"The request body is larger than this server accepts ({_size(self.max_bytes)}, LANTERN_MAX_BODY_BYTES): "
             "send less, e.g. split the text or attach it in parts")}}).encode()
         await send({"type": "http.response.start", "status": 413, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -83,3 +82,11 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def _size(n: int) -> str:
+    """Bytes as a person reads them."""
+    for unit, scale in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"

@@ -93,6 +93,11 @@ class ChatService:
         provider, model_name = self.registry.resolve((model or "").strip() or None)
         model_id = f"{provider.name}/{model_name}"
         chosen = await self._tools(tools, model_id, provider.supports_tools)
+        window = provider.context_tokens(model_name)
+        if window is not None and messages and _estimate(messages[-1]["content"]) > window:
+            # Older turns can be left out (fit_history), the new message cannot: refuse before storing anything.
+            raise BadInput(f"the message is about {_estimate(messages[-1]['content'])} tokens, more than "
+                           f"{model_id}'s context window of {window}: shorten it or pick a model with a larger one")
         run = Run(user_id=user_id, kind="chat", config={"model": model_id, "temperature": temperature,
                                                         "max_tokens": max_tokens, "tools": sorted(chosen)})
         self.runs.admit(user_id)

@@ -53,5 +53,10 @@ def install(app: FastAPI) -> None:
         summary = "; ".join(f"{f['field'] or 'body'}: {f['message']}" for f in fields)
         return error_response(422, "validation", f"Invalid request: {summary}", fields=fields)
 
+    async def unreadable_body(_request: Request, exc: Exception) -> JSONResponse:
+        # FastAPI's own 400 for a body it cannot decode (invalid UTF-8, nesting too deep), in our shape.
+        return error_response(400, "bad_request", f"{getattr(exc, 'detail', 'Bad request')}: send UTF-8 JSON")
+
     app.add_exception_handler(errors.LanternError, lantern_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(400, unreadable_body)
