@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -122,6 +124,33 @@ async def main() -> None:
                 await browser.close()
         finally:
             app.stop()
+        await shared_screens(Path(tmp) / "shared", out)
+
+
+async def shared_screens(data: Path, out: Path) -> None:
+    """The login page and an admin's Settings, in shared mode."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NICEGUI_"))}
+    subprocess.run([sys.executable, "-m", "app", "users", "add", "ada", "--admin", "--password-stdin"],
+                   env={**env, "LANTERN_DATA_DIR": str(data)}, input="screenshot password\n", text=True,
+                   check=True, capture_output=True, cwd=ROOT)
+    app = AppProcess(data, {"LANTERN_REQUIRE_LOGIN": "1"})
+    app.wait_ready()
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = await browser.new_page(viewport={"width": 1280, "height": 820})
+            await page.goto(f"{app.url}/settings")
+            await page.get_by_label("Name").fill("ada")
+            await page.screenshot(path=str(out / "login.png"))
+            await page.get_by_label("Password").fill("screenshot password")
+            await page.get_by_label("Password").press("Enter")
+            await page.get_by_label("Token name").fill("nightly report")
+            await page.get_by_role("button", name="Create token").click()
+            await page.get_by_role("button", name="Done").click()
+            await page.screenshot(path=str(out / "settings.png"), full_page=True)
+            await browser.close()
+    finally:
+        app.stop()
 
 
 if __name__ == "__main__":
