@@ -9,6 +9,7 @@ from nicegui import background_tasks, ui
 from app.auth import current_user_id
 from app.context import Lantern
 from app.pages.frame import frame
+from app.urls import url
 from components.buttons import icon_button
 from components.conversation_list import ConversationList
 from components.message_view import Branch, MessageView
@@ -236,7 +237,7 @@ class ChatPage:
             self.conversation_id = start.conversation_id
             self.sidebar.current = start.conversation_id
             self.export.set_visibility(True)
-            ui.navigate.history.replace(f"/chat/{start.conversation_id}")
+            ui.navigate.history.replace(url(f"/chat/{start.conversation_id}"))
         await self.render_thread()
         await self.sidebar.refresh()
         return True

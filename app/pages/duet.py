@@ -9,6 +9,7 @@ from nicegui import background_tasks, ui
 from app.auth import current_user_id
 from app.context import Lantern
 from app.pages.frame import frame
+from app.urls import url
 from components.buttons import icon_button
 from components.duet_views import BotPanel, TurnView
 from services.errors import LanternError
@@ -114,7 +115,7 @@ class DuetPage:
             ui.navigate.to(f"/duet/{active.run.id}")  # the continuation is its own run, history included
             return
         self.run_id = active.run.id
-        ui.navigate.history.replace(f"/duet/{active.run.id}")
+        ui.navigate.history.replace(url(f"/duet/{active.run.id}"))
         self.transcript.clear()
         self._follow(active.run.id, total=int(self.turns.value or 0), done=0)
 

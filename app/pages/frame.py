@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from nicegui import app, ui
 
 from app import auth
+from app.urls import url
 
 NAV = [
     ("Chat", "/", "chat"),
@@ -31,8 +32,8 @@ class Chrome:
 @contextmanager
 def frame(title: str) -> Iterator[Chrome]:
     """Header, navigation and dark mode around a page's content."""
-    ui.add_head_html('<link rel="stylesheet" href="/static/lantern.css">')
-    ui.add_head_html('<link rel="stylesheet" href="/lantern/highlight.css">')
+    ui.add_head_html(f'<link rel="stylesheet" href="{url("/static/lantern.css")}">')
+    ui.add_head_html(f'<link rel="stylesheet" href="{url("/lantern/highlight.css")}">')
     dark = ui.dark_mode(app.storage.user.get("dark", None) if _has_user_storage() else None)
     with ui.left_drawer(value=True, bordered=True).classes("px-2 py-4") as drawer:
         for label, path, icon in NAV:

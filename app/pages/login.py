@@ -35,7 +35,7 @@ def register(lantern: Lantern, accounts: Accounts | None) -> None:
 
     @ui.page("/login", title="Lantern · Log in")
     def login_page(next: str = "/") -> None:
-        ui.add_head_html('<link rel="stylesheet" href="/static/lantern.css">')
+        ui.add_head_html('<link rel="stylesheet" href="static/lantern.css">')  # relative: works under a root path
         ui.dark_mode(None)
         with ui.column().classes("absolute-center items-center gap-4 w-80").mark("login"):
             ui.label("🏮 Lantern").classes("text-3xl font-semibold")

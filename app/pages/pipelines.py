@@ -11,6 +11,7 @@ from nicegui import background_tasks, ui
 from app.auth import current_user_id
 from app.context import Lantern
 from app.pages.frame import frame
+from app.urls import url
 from components.buttons import icon_button
 from components.pipeline_views import DefinitionEditor, StepProgress, compare_runs, show_outcome
 from components.step_card import StepCard
@@ -42,7 +43,7 @@ def register(lantern: Lantern) -> None:
 
     @ui.page("/pipeline/{run_id}")  # History links a run as /<kind>/<id>
     def by_kind(run_id: str) -> RedirectResponse:
-        return RedirectResponse(f"/pipelines/{run_id}")
+        return RedirectResponse(url(f"/pipelines/{run_id}"))
 
 
 class PipelinesPage:
@@ -152,7 +153,7 @@ class PipelinesPage:
             ui.notify(str(exc), type="negative", multi_line=True)
             return
         self.run_id = active.run.id
-        ui.navigate.history.replace(f"/pipelines/{active.run.id}")
+        ui.navigate.history.replace(url(f"/pipelines/{active.run.id}"))
         self._reset(active.run.config["definition"])
         self._follow(active.run.id)
 

@@ -12,6 +12,7 @@ from nicegui import background_tasks, ui
 from app.auth import current_user_id
 from app.context import Lantern
 from app.pages.frame import frame
+from app.urls import url
 from components.studio_views import DeliverableCard, ProgressRow, show_envelope
 from services.errors import Conflict, LanternError
 from services.events import Done, Error, ProviderFallback, StepFinished, StepStarted
@@ -118,7 +119,7 @@ class StudioPage:
             return
         self.form_error.set_visibility(False)
         self.run_id = active.run.id
-        ui.navigate.history.replace(f"/studio/{active.run.id}")
+        ui.navigate.history.replace(url(f"/studio/{active.run.id}"))
         self._follow(active.run.id, self.module.value or "")
 
     def _follow(self, run_id: str, module: str) -> None:
