@@ -1,0 +1,152 @@
+"""Lantern under a path prefix behind nginx, configured with the snippet from docs/DEPLOY.md as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, AppProcess, free_port
+
+NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+DOC = ROOT / "docs" / "DEPLOY.md"
+PREFIX = "/lantern"
+
+
+class Nginx:
+    """nginx in the foreground on 127.0.0.1 with its own prefix directory, stopped by pid."""
+
+    def __init__(self, workdir: Path, upstream_port: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.conf = workdir / "nginx.conf"
+        self.conf.write_text(nginx_conf(workdir, self.port, upstream_port))
+        self.log = workdir / "error.log"
+        self.proc = subprocess.Popen([str(NGINX), "-p", str(workdir), "-c", str(self.conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                httpx.get(f"{self.url}/nginx-alive", timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"nginx did not start:\n{self.log.read_text() if self.log.exists() else ''}")
+
+    def stop(self) -> None:
+        """Fast shutdown of the master we started (its workers go with it)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def proxied(tmp_path: Path) -> Iterator[tuple[AppProcess, Nginx]]:
+    """Lantern with LANTERN_ROOT_PATH=/lantern, and nginx in front of it."""
+    if NGINX is None:
+        pytest.skip("nginx is not installed (apt-get install nginx)")
+    app = AppProcess(tmp_path / "proc-data", {"LANTERN_ROOT_PATH": PREFIX,
+                                              "LANTERN_DEFAULT_MODEL": "scripted/hello"})
+    try:
+        app.wait_ready()
+        proxy = Nginx(tmp_path / "nginx", app.port)
+        try:
+            yield app, proxy
+        finally:
+            proxy.stop()
+    finally:
+        app.stop()
+
+
+async def test_chat_page_works_under_the_prefix(proxied: tuple[AppProcess, Nginx], page: Any) -> None:
+    _, proxy = proxied
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    await page.goto(f"{proxy.url}{PREFIX}/")
+    await page.get_by_text("Ask anything").wait_for()
+    box = page.get_by_placeholder("Message Lantern…")
+    await box.fill("Hello through the proxy")
+    await box.press("Enter")  # goes over the websocket, through nginx's upgrade
+    await page.get_by_text(re.compile(r"scripted/hello · \d+ in")).wait_for(timeout=20_000)
+    assert "I am a scripted model." in await page.locator(".lantern-md").last.inner_text()
+    assert re.search(rf"^{re.escape(proxy.url + PREFIX)}/chat/[\w-]+$", page.url), page.url
+    # Our own stylesheets are loaded from under the prefix.
+    sheets = await page.evaluate("() => [...document.styleSheets].map(s => s.href).filter(Boolean)")
+    assert f"{proxy.url}{PREFIX}/static/lantern.css" in sheets
+    assert f"{proxy.url}{PREFIX}/lantern/highlight.css" in sheets
+    # Navigation links stay under the prefix.
+    await page.get_by_role("link", name="History").click()
+    await page.get_by_text("Hello through the proxy").first.wait_for()
+    assert page.url == f"{proxy.url}{PREFIX}/history"
+    assert not failed, f"requests failed behind the proxy: {failed}"
+
+
+def test_sse_arrives_event_by_event(proxied: tuple[AppProcess, Nginx]) -> None:
+    """The `slow` script takes ≥ 8 s (400 chunks, 20 ms apart): buffered, nothing would arrive before its end."""
+    _, proxy = proxied
+    body = {"messages": [{"role": "user", "content": "Talk for a while"}], "model": "scripted/slow"}
+    started = time.monotonic()
+    arrivals: list[float] = []
+    with httpx.stream("POST", f"{proxy.url}{PREFIX}/api/chat/stream", json=body, timeout=15) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line == "event: text.delta":
+                arrivals.append(time.monotonic() - started)
+            if len(arrivals) >= 40:
+                break
+    assert len(arrivals) >= 40
+    assert arrivals[0] < 4, f"the first event took {arrivals[0]:.1f} s"
+    assert arrivals[-1] < 6, f"40 events took {arrivals[-1]:.1f} s: the proxy held them back"
+    assert arrivals[-1] - arrivals[0] > 0.2, "the events arrived in one lump"
+
+
+def nginx_conf(workdir: Path, listen_port: int, upstream_port: int) -> str:
+    """A complete nginx.conf around the two blocks in docs/DEPLOY.md, pointed at the test's app."""
+    http_block, location_block = nginx_blocks()
+    assert "server 127.0.0.1:8080;" in http_block, "the documented upstream changed: update this test"
+    http_block = http_block.replace("server 127.0.0.1:8080;", f"server 127.0.0.1:{upstream_port};")
+    user = "user root;" if os.geteuid() == 0 else ""  # workers must read and write the temp dirs below
+    temp = "\n".join(f"    {name}_temp_path {workdir / name};" for name in
+                     ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return f"""
+{user}
+worker_processes 1;
+daemon off;
+master_process on;
+pid {workdir / "nginx.pid"};
+error_log {workdir / "error.log"} warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log {workdir / "access.log"};
+{temp}
+{http_block}
+    server {{
+        listen 127.0.0.1:{listen_port};
+        server_name localhost;
+        location = /nginx-alive {{ return 204; }}
+{location_block}
+    }}
+}}
+"""
+
+
+def nginx_blocks() -> tuple[str, str]:
+    """The http-context block and the server-context block, as the doc shows them."""
+    blocks = re.findall(r"```nginx\n(.*?)```", DOC.read_text(), flags=re.S)
+    assert len(blocks) == 2, "docs/DEPLOY.md should show two nginx blocks (http context, server context)"
+    return blocks[0], blocks[1]
