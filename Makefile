@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	@echo ">> the first install compiles llama.cpp (llama-cpp-python): about 10 minutes on 2 cores;"
 	@echo ">> pip caches the built wheel, so later installs take seconds"
 	$(PY) -m pip install --upgrade pip --quiet
-	$(PY) -m pip install --progress-bar on -e '.[dev]'
+	$(PY) -m pip install --progress-bar on -e '.[dev,native]'
 	@touch $(STAMP)
 
 clean:
