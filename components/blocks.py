@@ -7,7 +7,9 @@ class BlockSplitter:
     """Feed text as it streams; `take_blocks()` returns blocks that can no longer change.
 
     A block ends at a blank line outside a fenced code block, or right after a closing fence.
-    Only new complete lines are scanned, so a whole reply costs O(n).
+    Blocks are contiguous: blank lines between blocks start the next one, so the lengths of the
+    taken blocks always add up to where the tail starts. Only new complete lines are scanned, so a
+    whole reply costs O(n).
     """
 
     def __init__(self) -> None:
@@ -58,8 +60,8 @@ class BlockSplitter:
             self._close(next_start)
 
     def _close(self, end: int) -> None:
-        """Finish the block that runs up to `end`, unless it is only blank lines."""
+        """Finish the block that runs up to `end`, unless it is only blank lines (they join the next)."""
         block = self.text[self._block_start:end]
         if block.strip():
             self._ready.append(block)
-        self._block_start = end
+            self._block_start = end

@@ -1,27 +1,68 @@
-// Streams markdown with O(n) traffic: finished blocks arrive once as HTML, the live tail as text deltas.
+// Streams markdown with O(n) traffic: the text arrives once, as deltas, and the browser renders each
+// block when the server says it is finished, with the server's Pygments token runs for code blocks.
+import "markdown-it"; // markdown-it 14.1.0 (vendor/), the original of the server's markdown-it-py port
+
+const md = globalThis.markdownit("commonmark", { html: false, linkify: false, typographer: false, highlight });
+md.enable(["table", "strikethrough"]);
+let fenceHints = []; // hints of the block being rendered, consumed in document order by `highlight`
+
+// One frame from the server: new text, then finished blocks as [length, hints, ...], then 1 at the end.
+globalThis._sm = (id, delta, blocks, end) => getElement(id)?.frame(delta, blocks || [], end);
+
 export default {
   template: `
     <div class="lantern-md" @click="onClick">
       <div v-for="(html, i) in blocks" :key="i" class="lantern-block" v-html="html"></div>
-      <div v-if="tail" class="lantern-tail">{{ tail }}</div>
+      <div v-if="shownTail" class="lantern-tail">{{ shownTail }}</div>
       <span v-if="streaming" class="lantern-caret" aria-label="generating"></span>
     </div>`,
-  props: { initialBlocks: Array, initialTail: String, live: Boolean },
+  props: { state: Object },
   data() {
-    return { blocks: [...(this.initialBlocks || [])], tail: this.initialTail || "", streaming: this.live };
+    return { blocks: [], tail: "", streaming: false, version: -1 };
+  },
+  computed: {
+    shownTail() {
+      return this.tail.replace(/^\n+/, ""); // blank lines before the next block are not shown
+    },
+  },
+  created() {
+    this.reset(this.state);
+  },
+  watch: {
+    state(value) {
+      this.reset(value);
+    },
   },
   methods: {
-    append(delta) {
-      this.follow(() => { this.tail += delta; });
+    reset(state) {
+      // Whole-element updates re-send the same state: only a new version replaces the text.
+      if (!state || state.v === this.version) return;
+      this.version = state.v;
+      this.follow(() => {
+        this.blocks = [];
+        this.tail = state.t;
+        this.freeze(state.b);
+        if (!state.l) this.tail = "";
+        this.streaming = state.l;
+      });
     },
-    freeze(htmls, tail) {
-      this.follow(() => { this.blocks.push(...htmls); this.tail = tail; });
+    frame(delta, blocks, end) {
+      this.follow(() => {
+        this.tail += delta;
+        this.freeze(blocks);
+        if (end) {
+          this.tail = "";
+          this.streaming = false;
+        }
+      });
     },
-    reset(htmls, tail, live) {
-      this.follow(() => { this.blocks = htmls; this.tail = tail; this.streaming = live; });
-    },
-    done() {
-      this.streaming = false;
+    freeze(blocks) {
+      for (let i = 0; i < blocks.length; i += 2) {
+        const source = this.tail.slice(0, blocks[i]);
+        this.tail = this.tail.slice(blocks[i]);
+        fenceHints = blocks[i + 1] || [];
+        this.blocks.push(md.render(source));
+      }
     },
     follow(change) {
       // Keep the newest text in view only if the reader has not scrolled up.
@@ -39,3 +80,55 @@ export default {
     },
   },
 };
+
+// The same HTML as components/render.py's `_highlight`.
+function highlight(code, lang) {
+  const hint = fenceHints.shift();
+  let body;
+  if (Array.isArray(hint)) body = hint[0]; // Pygments' own HTML, made on the server
+  else if (typeof hint === "string") body = pygmentsBody(code.replace(/^\n+|\n+$/g, "") + "\n", hint);
+  if (body === undefined) body = escapeHtml(code);
+  const label = lang ? escapeHtml(lang) : "text";
+  return `<pre class="hl" data-lang="${label}"><button class="lantern-copy" type="button" title="Copy code">copy</button><code>${body}</code></pre>`;
+}
+
+// Pygments' HtmlFormatter(nowrap=True)._format_lines, fed "<length><class>" runs over `text`.
+function pygmentsBody(text, hint) {
+  let out = "", line = "", open = false, lspan = "", pos = 0;
+  for (const run of hint.split(" ")) {
+    const m = /^(\d+)([\w.-]*)$/.exec(run);
+    if (!m) return undefined;
+    const value = text.slice(pos, (pos += Number(m[1])));
+    const cspan = m[2] ? `<span class="${m[2].replace(/\./g, " ")}">` : "";
+    const close = cspan && "</span>";
+    const parts = value.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").split("\n");
+    for (const part of parts.slice(0, -1)) {
+      if (open) {
+        if (lspan !== cspan && part) line += (lspan && "</span>") + cspan + part + close + "\n";
+        else line += part + (lspan && "</span>") + "\n";
+        out += line;
+        line = "";
+        open = false;
+      } else out += part ? cspan + part + close + "\n" : "\n";
+    }
+    const last = parts[parts.length - 1];
+    if (open && last) {
+      if (lspan !== cspan) {
+        line += (lspan && "</span>") + cspan + last;
+        lspan = cspan;
+      } else line += last;
+    } else if (last) {
+      line = cspan + last;
+      lspan = cspan;
+      open = true;
+    }
+  }
+  if (pos !== text.length) return undefined; // runs that do not fit the text: show it plain
+  return open ? out + line + (lspan && "</span>") + "\n" : out;
+}
+
+// Python's html.escape(quote=True).
+function escapeHtml(text) {
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;").replace(/'/g, "&#x27;");
+}

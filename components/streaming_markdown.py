@@ -1,33 +1,44 @@
-"""A message body that streams markdown at O(n) cost: frozen blocks plus a live text tail."""
+"""A message body that streams markdown at O(n) cost: each character travels once, as a delta."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+from typing import Any
 
 from nicegui import background_tasks, ui
 
 from components.blocks import BlockSplitter
-from components.render import render_markdown
+from components.render import fence_hints, utf16_len
 
 
-class StreamingMarkdown(ui.element, component="streaming_markdown.js"):
-    """Feed deltas with `append`; updates are coalesced to `FPS` per second.
+class StreamingMarkdown(ui.element, component="streaming_markdown.js",
+                        dependencies=["vendor/markdown-it.min.js"]):
+    """Feed deltas with `append`; the browser gets them in coalesced frames.
 
-    Each finished block is rendered to HTML once (in a worker thread, since highlighting
-    is slow) and sent once; between blocks only new characters travel to the browser.
+    A frame carries the new text and, for each block that can no longer change, its length and the
+    Pygments token runs of its code blocks; the browser renders the block then (markdown-it, the
+    original of the server's parser, HTML disabled). So the text is sent once, never as HTML too.
+    Frames go out at most `FPS` times a second and only once `MIN_CHARS` have gathered, or
+    `MAX_WAIT` seconds after the last one: each frame costs ~55 bytes of framing, so a fast stream
+    gets fewer, fuller frames and a slow one is still shown at least every `MAX_WAIT`.
     """
 
     FPS = 25
+    MIN_CHARS = 80
+    MAX_WAIT = 0.1
 
     def __init__(self, *, live: bool = True) -> None:
         super().__init__()
         self._splitter = BlockSplitter()
         self._pending: list[str] = []
+        self._pending_chars = 0
         self._closing = False
+        self._wake = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
-        self._props["initialBlocks"] = []
-        self._props["initialTail"] = ""
-        self._props["live"] = live
+        self._version = 0
+        self._props["state"] = {"t": "", "b": [], "l": live, "v": 0}
 
     @property
     def text(self) -> str:
@@ -40,54 +51,75 @@ class StreamingMarkdown(ui.element, component="streaming_markdown.js"):
 
     async def load(self, text: str, *, live: bool) -> None:
         """Show existing text at once (history, or a reply being re-attached to)."""
-        self._splitter = BlockSplitter()
-        self._splitter.feed(text)
-        blocks = self._splitter.take_blocks() if live else self._splitter.finish()
-        html = await asyncio.to_thread(_render_all, blocks)
-        tail = self._splitter.tail if live else ""
-        # Props reach an element the browser has not drawn yet; `reset` one it already has
-        # (a component reads its initial props only once). Whichever applies, the other is a no-op.
-        self._props["initialBlocks"] = html
-        self._props["initialTail"] = tail
-        self._props["live"] = live
+        splitter = BlockSplitter()
+        splitter.feed(text)
+        blocks = await asyncio.to_thread(_encode, splitter.take_blocks() if live else splitter.finish())
+        self._splitter = splitter
+        self._pending.clear()
+        self._pending_chars = 0
+        # One whole-element update: a drawn element sees the new version and starts again from it.
+        self._version += 1
+        self._props["state"] = {"t": text, "b": blocks, "l": live, "v": self._version}
         self.update()
-        self.run_method("reset", html, tail, live)
 
     def append(self, delta: str) -> None:
-        """Add streamed text; it reaches the browser within one frame."""
+        """Add streamed text; it reaches the browser within `MAX_WAIT` seconds."""
         self._splitter.feed(delta)
         self._pending.append(delta)
+        self._pending_chars += len(delta)
         if self._pump is None:
             self._pump = background_tasks.create(self._run(), name="stream-markdown")
 
     async def finish(self) -> None:
-        """The stream ended: render the last block and stop the caret."""
+        """The stream ended: send the rest at once and stop the caret."""
         self._closing = True
+        self._wake.set()
         if self._pump is None:
             self._pump = background_tasks.create(self._run(), name="stream-markdown")
         await asyncio.shield(self._pump)
 
     async def _run(self) -> None:
-        """Send coalesced updates until the stream is finished."""
+        """Send coalesced frames until the stream is finished."""
+        loop = asyncio.get_running_loop()
+        last = -self.MAX_WAIT  # the first text goes out at once
         while not self.is_deleted:
             closing = self._closing
-            blocks = self._splitter.finish() if closing else self._splitter.take_blocks()
-            if blocks:
-                html = await asyncio.to_thread(_render_all, blocks)
-                if self.is_deleted:
+            waited = loop.time() - last
+            if closing or (self._pending_chars and (waited >= self.MAX_WAIT or (
+                    self._pending_chars >= self.MIN_CHARS and waited >= 1 / self.FPS))):
+                await self._send_frame(closing)
+                last = loop.time()
+                if closing:
                     return
-                # The tail is read after rendering, together with clearing pending: consistent.
-                self.run_method("freeze", html, "" if closing else self._splitter.tail)
-                self._pending.clear()
-            elif self._pending:
-                self.run_method("append", "".join(self._pending))
-                self._pending.clear()
-            if closing:
-                self.run_method("done")
-                return
-            await asyncio.sleep(1 / self.FPS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1 / self.FPS)
+
+    async def _send_frame(self, closing: bool) -> None:
+        """New text, the blocks finished since the last frame, and whether the stream ended."""
+        blocks = self._splitter.finish() if closing else self._splitter.take_blocks()
+        encoded = await asyncio.to_thread(_encode, blocks) if blocks else []
+        if not self._is_safe_to_interact():
+            return
+        # Read after the (threaded) highlighting: text that arrived meanwhile goes in this frame too.
+        delta = "".join(self._pending)
+        self._pending.clear()
+        self._pending_chars = 0
+        args: list[Any] = [delta]
+        if encoded or closing:
+            args.append(encoded)
+        if closing:
+            args.append(1)
+        self.client.run_javascript(f"_sm({self.id},{_js(args)[1:-1]})")
 
 
-def _render_all(blocks: list[str]) -> list[str]:
-    """Render blocks (worker thread)."""
-    return [render_markdown(b) for b in blocks]
+def _encode(blocks: list[str]) -> list[Any]:
+    """Blocks as [length in UTF-16 units, fence hints or 0, ...] (worker thread: lexing is slow)."""
+    out: list[Any] = []
+    for block in blocks:
+        out += [utf16_len(block), fence_hints(block) or 0]
+    return out
+
+
+def _js(value: Any) -> str:
+    """Compact JSON, which is also a JavaScript literal (U+2028 is valid in strings since ES2019)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

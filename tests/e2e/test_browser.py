@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from typing import Any
 
@@ -110,3 +111,89 @@ async def test_redrawn_history_and_tool_cards_show_their_text(app_process: AppPr
     await page.get_by_text("1/2").wait_for()
     await page.locator(".q-expansion-item").filter(has_text="sql_query").first \
         .get_by_text("SELECT COUNT(*) AS regions FROM regions").wait_for()
+
+
+EDGE_CASES = '''# Edge <script>window.__xss = 1</script>
+
+[click](javascript:window.__xss=3) <img src=x onerror="window.__xss = 2"> `code <b>` ~~gone~~
+
+```js
+const s = "<b>&amp;</b>"; // 'quotes' é 😀 U+2028:\u2028.
+```
+
+```
+plain fence <i>
+```
+
+```nosuchlang
+x < y && "z"
+```
+
+~~~python
+
+
+def f():
+    """doc"""
+    return '\\t' + "😀"
+
+
+~~~
+
+- a list with ```inline``` ticks
+- and a fence in it:
+
+  ```sh
+  echo "hi" > /dev/null
+  ```
+
+> quoted
+> ```ruby
+> puts "x"
+> ```
+
+| a | b |
+|---|:-:|
+| <i>x</i> | **y** é |
+'''
+
+
+async def test_streamed_blocks_render_exactly_as_on_the_server(tmp_path: Any, page: Any) -> None:
+    """The browser renders finished blocks itself: the same HTML the server's renderer gives, and safe."""
+    from bench.stream_browser import make_reply
+    from components.blocks import BlockSplitter
+    from components.render import render_markdown
+    from tests.fakes.openai_server import FakeOpenAI, Reply
+
+    text = EDGE_CASES + "\n" + make_reply(600)
+    with FakeOpenAI(replies=[Reply(text=text, chunk=7, delay=0.001)]) as fake:
+        compat = json.dumps({"fake": {"base_url": fake.base_url, "models": ["md"]}})
+        app = AppProcess(tmp_path / "data", {"LANTERN_OPENAI_COMPAT": compat, "LANTERN_DEFAULT_MODEL": "fake/md"})
+        try:
+            await asyncio.to_thread(app.wait_ready)
+            await page.goto(app.url)
+            await page.get_by_text("Ask anything").wait_for()
+            await send(page, "Render some markdown")
+            await page.get_by_text(re.compile(r"fake/md · \d+ in")).wait_for(timeout=60_000)
+            splitter = BlockSplitter()
+            splitter.feed(text)
+            expected = [render_markdown(block) for block in splitter.finish()]
+            # Both sides through the browser's parser, so that only the DOM is compared.
+            shown, wanted = await page.evaluate("""(expected) => {
+                const reply = [...document.querySelectorAll('.lantern-md')].pop();
+                const blocks = reply.querySelectorAll('.lantern-block');
+                const normal = (html) => {
+                    const d = document.createElement('div');
+                    d.innerHTML = html;
+                    return d.innerHTML;
+                };
+                return [[...blocks].map((b) => b.innerHTML), expected.map(normal)];
+            }""", expected)
+            assert len(shown) == len(wanted)
+            for got, want in zip(shown, wanted, strict=True):
+                assert got == want
+            reply = page.locator(".lantern-md").last
+            assert await reply.locator("script, img, [onerror]").count() == 0
+            assert await reply.locator("pre.hl .k").count() > 0  # keywords highlighted
+            assert await page.evaluate("window.__xss") is None
+        finally:
+            app.stop()
