@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.conftest import ROOT, AppProcess, free_port
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 DOC = ROOT / "docs" / "DEPLOY.md"
 PREFIX = "/lantern"
+PASSWORD = "lantern keeper phrase"
 
 
 class Nginx:
@@ -57,10 +59,26 @@ class Nginx:
 @pytest.fixture
 def proxied(tmp_path: Path) -> Iterator[tuple[AppProcess, Nginx]]:
     """Lantern with LANTERN_ROOT_PATH=/lantern, and nginx in front of it."""
+    yield from start(tmp_path, {})
+
+
+@pytest.fixture
+def proxied_shared(tmp_path: Path) -> Iterator[tuple[AppProcess, Nginx]]:
+    """The same in shared mode, as on a team host: login required, one account `ada`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NICEGUI_"))}
+    env["LANTERN_DATA_DIR"] = str(tmp_path / "proc-data")
+    added = subprocess.run([sys.executable, "-m", "app", "users", "add", "ada", "--password-stdin"], cwd=ROOT,
+                           env=env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    yield from start(tmp_path, {"LANTERN_REQUIRE_LOGIN": "1"})
+
+
+def start(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[tuple[AppProcess, Nginx]]:
+    """Start the app, then nginx; stop both, by pid."""
     if NGINX is None:
         pytest.skip("nginx is not installed (apt-get install nginx)")
     app = AppProcess(tmp_path / "proc-data", {"LANTERN_ROOT_PATH": PREFIX,
-                                              "LANTERN_DEFAULT_MODEL": "scripted/hello"})
+                                              "LANTERN_DEFAULT_MODEL": "scripted/hello", **extra_env})
     try:
         app.wait_ready()
         proxy = Nginx(tmp_path / "nginx", app.port)
@@ -92,6 +110,26 @@ async def test_chat_page_works_under_the_prefix(proxied: tuple[AppProcess, Nginx
     await page.get_by_role("link", name="History").click()
     await page.get_by_text("Hello through the proxy").first.wait_for()
     assert page.url == f"{proxy.url}{PREFIX}/history"
+    assert not failed, f"requests failed behind the proxy: {failed}"
+
+
+async def test_login_under_the_prefix(proxied_shared: tuple[AppProcess, Nginx], page: Any) -> None:
+    _, proxy = proxied_shared
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    await page.goto(f"{proxy.url}{PREFIX}/history")
+    await page.get_by_label("Name").fill("ada")
+    assert page.url.startswith(f"{proxy.url}{PREFIX}/login?next=")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_label("Password").press("Enter")
+    await page.wait_for_url(f"{proxy.url}{PREFIX}/history", timeout=20_000)  # back where the person was going
+    session = {c["name"]: c for c in await page.context.cookies()}["lantern_session"]
+    assert session["path"] == PREFIX
+    await page.get_by_role("link", name="Chat").first.click()
+    composer = page.get_by_placeholder("Message Lantern…")
+    await composer.fill("Hello from the intranet")
+    await composer.press("Enter")
+    await page.get_by_text("Here is a list:").wait_for(timeout=20_000)
     assert not failed, f"requests failed behind the proxy: {failed}"
 
 
