@@ -66,7 +66,10 @@ def main(argv: list[str] | None = None) -> None:
     ui.run(host=settings.host, port=settings.port, native=args.native, show=not args.no_browser,
            reload=False, title="Lantern", favicon="🏮", storage_secret=storage_secret(settings),
            reconnect_timeout=10.0, show_welcome_message=True, root_path=settings.root_path,
-           timeout_graceful_shutdown=3)  # open SSE streams must not hold SIGTERM off: runs are stopped after
+           # Open SSE streams must not hold SIGTERM off: runs are stopped after.
+           timeout_graceful_shutdown=3,
+           # Any window_size switches native mode on, so only pass one when asked for a window.
+           **({"window_size": (1280, 860)} if args.native else {}))
 
 
 def storage_secret(settings: Settings) -> str:

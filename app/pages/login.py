@@ -38,7 +38,9 @@ def register(lantern: Lantern, accounts: Accounts | None) -> None:
         ui.add_head_html('<link rel="stylesheet" href="static/lantern.css">')  # relative: works under a root path
         ui.dark_mode(None)
         with ui.column().classes("absolute-center items-center gap-4 w-80").mark("login"):
-            ui.label("🏮 Lantern").classes("text-3xl font-semibold")
+            with ui.row().classes("items-center gap-2"):
+                ui.icon("emoji_objects").classes("text-4xl text-primary")
+                ui.label("Lantern").classes("text-3xl font-semibold")
             if accounts is None:
                 ui.label("This Lantern serves only this computer: no login needed.").classes("text-center")
                 ui.link("Open the chat", "/")
@@ -69,7 +71,7 @@ def register(lantern: Lantern, accounts: Accounts | None) -> None:
                 password.on("keydown.enter", submit)
                 ui.button("Log in", on_click=submit).props("unelevated color=primary").classes("w-full") \
                     .mark("login-submit")
-            ui.label("Accounts are managed by an admin (Settings, or `lantern users`).") \
+            ui.label("Accounts are managed by an admin, in Settings or with lantern users.") \
                 .classes("text-xs opacity-60 text-center")
 
     @app.get("/login/complete", include_in_schema=False)
