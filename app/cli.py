@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
            # Open SSE streams must not hold SIGTERM off: runs are stopped after.
            timeout_graceful_shutdown=3,
            # Any window_size switches native mode on, so only pass one when asked for a window.
-           **({"window_size": (1280, 860)} if args.native else {}))
+           window_size=(1280, 860) if args.native else None)
 
 
 def storage_secret(settings: Settings) -> str:
