@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, delete, select
 
 from storage.models import LOCAL_USER_ID, Conversation, Message, User, utcnow
@@ -24,9 +26,13 @@ def ensure_user(session: Session, *, user_id: str = LOCAL_USER_ID, name: str = "
     """The user with this id, created on first use."""
     user = session.get(User, user_id)
     if user is None:
-        user = User(id=user_id, name=name, role="admin")
-        session.add(user)
-        session.flush()
+        # The first requests can arrive together: let the database keep one row instead of raising.
+        insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+        session.execute(insert(User).values(id=user_id, name=name, role="admin", created_at=utcnow())
+                        .on_conflict_do_nothing())
+        user = session.get(User, user_id)
+        if user is None:
+            raise RuntimeError(f"cannot create user {user_id}: the name {name!r} belongs to another user")
     return user
 
 
