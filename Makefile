@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench soak clean
 
 run: $(STAMP)
 	$(PY) -m app $(ARGS)
@@ -14,6 +14,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.stream_browser $(BENCH_ARGS)
+
+# Longer than `make test` allows: 50 SSE clients + 8 Chromium tabs for 60 s (exit 1 on any error or
+# memory not back near baseline), then API fuzzing with many more examples, every operation reached.
+soak: $(STAMP)
+	$(PY) -m soak.soak $(SOAK_ARGS)
+	LANTERN_FUZZ_EXAMPLES=40 LANTERN_FUZZ_SECONDS=300 LANTERN_FUZZ_STRICT=1 $(PY) -m pytest -q tests/reliability/test_api_fuzz.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app components services storage tests bench
