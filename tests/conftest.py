@@ -179,6 +179,19 @@ def app_process(tmp_path: Path) -> Iterator[AppProcess]:
     proc.stop()
 
 
+@pytest.fixture(autouse=True)
+def patient_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`User.should_see` waits up to 3 s instead of 0.3 s: runs finish later on a loaded 2-core CI machine.
+
+    It still returns as soon as the element is there, so passing tests are not slower.
+    """
+    from nicegui.testing import User
+
+    kwdefaults = dict(User.should_see.__kwdefaults__ or {})
+    kwdefaults["retries"] = 30
+    monkeypatch.setattr(User.should_see, "__kwdefaults__", kwdefaults)
+
+
 class _KeepRecords(logging.Handler):
     """Keeps every formatted log record (with tracebacks) of the test run."""
 
