@@ -21,13 +21,14 @@ class StreamingMarkdown(ui.element, component="streaming_markdown.js",
     Pygments token runs of its code blocks; the browser renders the block then (markdown-it, the
     original of the server's parser, HTML disabled). So the text is sent once, never as HTML too.
     Frames go out at most `FPS` times a second and only once `MIN_CHARS` have gathered, or
-    `MAX_WAIT` seconds after the last one: each frame costs ~55 bytes of framing, so a fast stream
-    gets fewer, fuller frames and a slow one is still shown at least every `MAX_WAIT`.
+    `MAX_WAIT` seconds after the last one: each frame costs ~52 bytes of framing, so frames of 120+
+    characters keep it near 0.45 byte per character (the budget is 2 bytes per character in all);
+    a stream slower than 480 characters/s is still shown at least every `MAX_WAIT`.
     """
 
     FPS = 25
-    MIN_CHARS = 80
-    MAX_WAIT = 0.1
+    MIN_CHARS = 120
+    MAX_WAIT = 0.25
 
     def __init__(self, *, live: bool = True) -> None:
         super().__init__()
