@@ -62,7 +62,7 @@ def build_router(lantern: Lantern) -> APIRouter:
 
     @router.get("/api/conversations")
     async def conversations(q: str = "", limit: int = Query(50, ge=1, le=500),
-                            offset: int = Query(0, ge=0)) -> dict[str, Any]:
+                            offset: int = Query(0, ge=0, le=2**31)) -> dict[str, Any]:  # beyond: a 500 from the driver
         """The user's conversations, newest first; `q` searches titles and messages."""
         items, total = await lantern.db.call(conv_repo.list_conversations, user_id=current_user_id(),
                                              q=q, limit=limit, offset=offset)

@@ -52,7 +52,7 @@ def build_run_router(lantern: Lantern) -> APIRouter:
 
     @router.get("/api/runs")
     async def list_runs(kind: str | None = None, limit: int = Query(50, ge=1, le=500),
-                        offset: int = Query(0, ge=0)) -> dict[str, Any]:
+                        offset: int = Query(0, ge=0, le=2**31)) -> dict[str, Any]:  # beyond: a 500 from the driver
         """The user's runs, newest first."""
         runs = await lantern.db.call(run_repo.list_runs, user_id=current_user_id(), kind=kind, limit=limit,
                                      offset=offset)
@@ -67,7 +67,7 @@ def build_run_router(lantern: Lantern) -> APIRouter:
     async def events(run_id: str, last_event_id: str | None = Header(None)) -> Response:
         """Replay then follow a run as SSE, resuming after `Last-Event-ID`."""
         await owned(run_id)
-        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        after = min(int(last_event_id), 2**53) if last_event_id and last_event_id.isdecimal() else 0
         return sse_response(lantern.runs.subscribe(run_id, after=after))
 
     @router.post("/api/runs/{run_id}/stop")
