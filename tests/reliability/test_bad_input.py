@@ -98,6 +98,9 @@ CASES: dict[str, tuple[str, str, dict[str, Any], int, str]] = {
     "body is not an object": ("POST", "/api/runs", {"json": [1, 2, 3]}, 422, "validation"),
     "no body": ("POST", "/api/chat", {}, 422, "validation"),
     "out of range": ("POST", "/api/chat", {"json": {"messages": [USER], "max_tokens": -1}}, 422, "validation"),
+    # Past SQLite's 64-bit integers the driver raised OverflowError (found by `make soak`'s fuzzing).
+    "huge offset": ("GET", "/api/runs", {"params": {"offset": 30066003929036828442624}}, 422, "validation"),
+    "huge page": ("GET", "/api/conversations", {"params": {"offset": 10**30}}, 422, "validation"),
 }
 
 
@@ -114,6 +117,16 @@ def test_bad_input_gets_a_clear_4xx_and_writes_nothing(served: tuple[AppProcess,
     assert error["type"] == error_type and len(error["message"]) > 10, error
     assert row_counts(url) == before
     assert httpx.get(f"{app.url}/health", timeout=10).status_code == 200  # and the server is fine
+
+
+@pytest.mark.parametrize("last_id", [b"99999999999999999999999999", b"\xb2", b"-1", b"abc"])
+def test_odd_last_event_ids_replay_sensibly(served: tuple[AppProcess, str], last_id: bytes) -> None:
+    app, _url = served
+    run_id = httpx.get(f"{app.url}/api/runs", timeout=10).json()["items"][-1]["id"]
+    response = httpx.get(f"{app.url}/api/runs/{run_id}/events", headers={"Last-Event-ID": last_id}, timeout=10)
+    assert response.status_code == 200
+    frames = [line for line in response.text.splitlines() if line.startswith("id: ")]
+    assert (frames == []) if last_id.isdigit() else frames[0] == "id: 1"  # past the end, or from the start
 
 
 def test_a_prompt_longer_than_the_local_models_window_is_refused_before_anything_is_stored(
