@@ -9,6 +9,7 @@ from nicegui import app
 
 from app import auth
 from app.api import errors
+from app.api.docs_routes import build_docs_router
 from app.api.routes import build_router
 from app.api.run_routes import build_run_router
 from app.api.studio_routes import build_studio_router
@@ -44,6 +45,7 @@ def build(lantern: Lantern) -> None:
     app.include_router(build_router(lantern))
     app.include_router(build_run_router(lantern))
     app.include_router(build_studio_router(lantern))
+    app.include_router(build_docs_router(app))
     chat.register(lantern)
     duet.register(lantern)
     pipelines.register(lantern)

@@ -137,3 +137,12 @@ async def test_pages_and_api_carry_security_headers(user: User) -> None:
         assert response.headers["x-frame-options"] == "DENY"
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
         assert "access-control-allow-origin" not in response.headers  # CORS stays off
+
+
+async def test_openapi_schema_and_docs_page_are_served(user: User) -> None:
+    schema = (await user.http_client.get("/openapi.json")).json()
+    assert "/api/runs/{run_id}/events" in schema["paths"] and "/api/chat/stream" in schema["paths"]
+    assert not [p for p in schema["paths"] if not p.startswith(("/api/", "/health"))]  # no pages, no internals
+    docs = await user.http_client.get("/docs")
+    assert docs.status_code == 200 and "POST</span> <code>/api/chat/stream</code>" in docs.text
+    assert "<script" not in docs.text  # self-contained: no CDN, nothing for the CSP to block
