@@ -13,18 +13,24 @@ class BlockSplitter:
     """
 
     def __init__(self) -> None:
-        self.text = ""
-        self._scanned = 0  # index of the first unscanned character (always at a line start)
-        self._block_start = 0  # start of the block being built (not yet taken)
+        self._done: list[str] = []  # text of the blocks already taken (only joined on demand)
+        self._lines: list[str] = []  # complete lines of the block being built
+        self._partial: list[str] = []  # pieces of the line being written
         self._ready: list[str] = []
         self._fence: str | None = None  # the opening fence marker while inside a code block
 
     def feed(self, delta: str) -> None:
-        """Add streamed text and scan whatever complete lines it finished."""
-        self.text += delta
-        while (end := self.text.find("\n", self._scanned)) != -1:
-            self._scan_line(self.text[self._scanned:end], end + 1)
-            self._scanned = end + 1
+        """Add streamed text and scan the lines it completes (pieces are kept, never re-copied)."""
+        start = 0
+        while (cut := delta.find("\n", start)) != -1:
+            self._partial.append(delta[start:cut + 1])
+            start = cut + 1
+            line = "".join(self._partial)
+            self._partial.clear()
+            self._lines.append(line)
+            self._scan_line(line)
+        if start < len(delta):
+            self._partial.append(delta[start:])
 
     def take_blocks(self) -> list[str]:
         """Blocks finished since the last call."""
@@ -32,36 +38,42 @@ class BlockSplitter:
         return ready
 
     @property
+    def text(self) -> str:
+        """Everything fed so far (joined on demand: for display filters and tests)."""
+        return "".join(self._done) + self.tail
+
+    @property
     def tail(self) -> str:
         """The text of the block still being written."""
-        return self.text[self._block_start:]
+        return "".join(self._lines) + "".join(self._partial)
 
     def finish(self) -> list[str]:
         """End of stream: every remaining block is final."""
         rest = self.tail
-        self._block_start = len(self.text)
-        self._scanned = len(self.text)
+        self._done.append(rest)
+        self._lines, self._partial = [], []
         blocks = self.take_blocks()
         return blocks + ([rest] if rest.strip() else [])
 
-    def _scan_line(self, line: str, next_start: int) -> None:
+    def _scan_line(self, line: str) -> None:
         """Advance the block state machine by one complete line."""
         stripped = line.strip()
         if self._fence is not None:
             if stripped.startswith(self._fence) and stripped.strip(self._fence[0]) == "":
                 self._fence = None
-                self._close(next_start)
+                self._close()
             return
         if stripped.startswith(("```", "~~~")):
             marker = stripped[0] * (len(stripped) - len(stripped.lstrip(stripped[0])))
             self._fence = marker
             return
         if not stripped:
-            self._close(next_start)
+            self._close()
 
-    def _close(self, end: int) -> None:
-        """Finish the block that runs up to `end`, unless it is only blank lines (they join the next)."""
-        block = self.text[self._block_start:end]
+    def _close(self) -> None:
+        """Finish the block built so far, unless it is only blank lines (they join the next)."""
+        block = "".join(self._lines)
         if block.strip():
             self._ready.append(block)
-            self._block_start = end
+            self._done.append(block)
+            self._lines = []
