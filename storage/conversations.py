@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, text
+from sqlalchemy import Integer, column, func, literal_column, table, text, union
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, delete, select
@@ -20,6 +20,7 @@ class Leaf:
 
 
 LEAF = Leaf()
+MESSAGE_FTS = table("message_fts", column("rowid", Integer))  # SQLite's FTS5 index over message.content
 
 
 def ensure_user(session: Session, *, user_id: str = LOCAL_USER_ID, name: str = "local") -> User:
@@ -138,21 +139,39 @@ def list_conversations(session: Session, *, user_id: str, q: str = "", limit: in
                        offset: int = 0) -> tuple[list[dict[str, Any]], int]:
     """A page of the user's conversations, newest first, with message counts, and the total."""
     where: list[Any] = [Conversation.user_id == user_id]
+    newest = col(Conversation.updated_at).desc()
     if q.strip():
-        title_hit = func.lower(Conversation.title).like(f"%{q.strip().lower()}%")
-        hit = _message_search(session, q)
-        where.append(or_(title_hit, col(Conversation.id).in_(hit)) if hit is not None else title_hit)
-    total = session.exec(select(func.count()).select_from(Conversation).where(*where)).one()
-    page = list(session.exec(select(Conversation).where(*where)
-                             .order_by(col(Conversation.updated_at).desc()).limit(limit).offset(offset)))
+        # The search runs once: the total rides along the page as a window count.
+        where.append(col(Conversation.id).in_(_search(session, user_id=user_id, q=q)))
+        rows = session.exec(select(Conversation, func.count().over()).where(*where)
+                            .order_by(newest).limit(limit).offset(offset)).all()
+        page = [conv for conv, _n in rows]
+        total = rows[0][1] if rows else None
+    else:
+        page = list(session.exec(select(Conversation).where(*where).order_by(newest).limit(limit).offset(offset)))
+        total = None if len(page) == limit or offset else len(page)
+    if total is None:
+        total = session.exec(select(func.count()).select_from(Conversation).where(*where)).one()
     # Count messages for this page only: a count over the whole table would grow with history.
-    rows: Any = session.exec(select(Message.conversation_id, func.count())
-                        .where(col(Message.conversation_id).in_([c.id for c in page]))
-                        .group_by(col(Message.conversation_id))) if page else []
-    counts = {conversation_id: n for conversation_id, n in rows}
+    rows_n: Any = session.exec(select(Message.conversation_id, func.count())
+                               .where(col(Message.conversation_id).in_([c.id for c in page]))
+                               .group_by(col(Message.conversation_id))) if page else []
+    counts = {conversation_id: n for conversation_id, n in rows_n}
     items = [{"id": c.id, "title": c.title, "updated_at": c.updated_at, "model": c.model,
               "message_count": counts.get(c.id, 0)} for c in page]
     return items, total
+
+
+def _search(session: Session, *, user_id: str, q: str) -> Any:
+    """Ids of the user's conversations whose title contains `q` or whose messages match it.
+
+    A UNION, not `title LIKE … OR id IN (…)`: PostgreSQL cannot hash a large `IN` under `OR`
+    and rescans the subquery per conversation.
+    """
+    title_hit = select(Conversation.id).where(Conversation.user_id == user_id,
+                                              func.lower(Conversation.title).like(f"%{q.strip().lower()}%"))
+    message_hit = _message_search(session, q)
+    return title_hit if message_hit is None else union(title_hit, message_hit)
 
 
 def _message_search(session: Session, q: str) -> Any:
@@ -162,14 +181,18 @@ def _message_search(session: Session, q: str) -> Any:
         return None
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
+        # A join on rowid: faster than `rowid IN (SELECT rowid FROM message_fts …)`.
         match = " ".join(f'"{w}"*' for w in words)
-        return select(Message.conversation_id).where(
-            text("message.rowid IN (SELECT rowid FROM message_fts WHERE message_fts MATCH :match)")
-            .bindparams(match=match))
+        on_rowid = MESSAGE_FTS.c.rowid == literal_column("message.rowid")
+        return select(Message.conversation_id).join(MESSAGE_FTS, on_rowid) \
+            .where(text("message_fts MATCH :match").bindparams(match=match))
     if dialect == "postgresql":
+        # 'simple' inline, not a bound parameter: a prepared (generic) plan must still match the
+        # expression index on to_tsvector('simple', content), or every search scans every message.
         query = " & ".join(f"{w}:*" for w in words)
+        simple: Any = literal_column("'simple'")
         return select(Message.conversation_id).where(
-            func.to_tsvector("simple", Message.content).op("@@")(func.to_tsquery("simple", query)))
+            func.to_tsvector(simple, Message.content).op("@@")(func.to_tsquery(simple, query)))
     like = [func.lower(Message.content).like(f"%{w}%") for w in words]
     return select(Message.conversation_id).where(*like)
 
