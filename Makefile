@@ -12,8 +12,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# All five benchmarks at full scale (about 15 minutes); BENCH_ARGS=--quick for a smoke run of about 5 minutes,
+# BENCH_ARGS="--only startup,history_scale" for some. Results: bench/results/*.json and SUMMARY.md.
 bench: $(STAMP)
-	$(PY) -m bench.stream_browser $(BENCH_ARGS)
+	$(PY) -m bench $(BENCH_ARGS)
 
 # Longer than `make test` allows: 50 SSE clients + 8 Chromium tabs for 60 s (exit 1 on any error or
 # memory not back near baseline), then API fuzzing with many more examples, every operation reached.
