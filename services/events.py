@@ -6,7 +6,7 @@ storage persists the wire form at message/step/turn boundaries.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 RunStatus = Literal["running", "completed", "stopped", "failed", "interrupted"]
@@ -19,8 +19,14 @@ class Event:
     type: ClassVar[str] = "event"
 
     def to_data(self) -> dict[str, Any]:
-        """The JSON payload sent on the wire."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The JSON payload sent on the wire (fields read directly: asdict's deep copy cost 10x per token)."""
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:
+            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in fields(self))
+        return {name: value for name in names if (value := getattr(self, name)) is not None}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from services.events import Event
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+POLL_S = 1.0  # how often a quiet stream checks whether the server is shutting down
 
 
 def sse_response(events: AsyncIterator[tuple[int, Event]], *, keepalive_s: float = 15.0) -> StreamingResponse:
@@ -38,13 +39,21 @@ async def sse_frames(events: AsyncIterator[tuple[int, Event]], *, keepalive_s: f
             await queue.put(None)
 
     task = asyncio.create_task(pump())
+    quiet = 0.0
     try:
         while True:
             try:
-                item = await asyncio.wait_for(queue.get(), keepalive_s)
+                async with asyncio.timeout(min(POLL_S, keepalive_s)):  # no task per wait, unlike wait_for
+                    item = await queue.get()
             except TimeoutError:
-                yield ": keepalive\n\n"
+                if shutting_down():  # end cleanly: clients resume with Last-Event-ID after the restart
+                    break
+                quiet += min(POLL_S, keepalive_s)
+                if quiet >= keepalive_s:
+                    quiet = 0.0
+                    yield ": keepalive\n\n"
                 continue
+            quiet = 0.0
             if item is None:
                 break
             # With `batch`, events already waiting go out as one chunk: under load each chunk, not each
@@ -57,3 +66,11 @@ async def sse_frames(events: AsyncIterator[tuple[int, Event]], *, keepalive_s: f
                 break
     finally:
         task.cancel()
+
+
+def shutting_down() -> bool:
+    """Whether the server has been asked to exit (SIGTERM): open streams should end, not be killed."""
+    from nicegui.server import Server
+
+    server = getattr(Server, "instance", None)
+    return bool(server is not None and server.should_exit)

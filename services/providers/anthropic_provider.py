@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
-
-import anthropic
+from typing import TYPE_CHECKING, Any
 
 from services.errors import (
     ProviderAuth,
@@ -17,6 +15,9 @@ from services.errors import (
 from services.events import Event, TextDelta, ToolCall, Usage
 from services.pricing import cost_usd
 from services.providers.base import ChatMessage, ChatRequest, Provider, alternate_turns
+
+if TYPE_CHECKING:  # the SDK takes ~1 s to import: only when an Anthropic model is first used
+    import anthropic
 
 ANTHROPIC_MODELS = ["claude-3-5-haiku-latest", "claude-sonnet-4-0"]
 
@@ -48,6 +49,8 @@ class AnthropicProvider(Provider):
         """Stream text deltas, then usage from the final message."""
         if (reason := self.unavailable_reason()) is not None:
             raise ProviderAuth(reason)
+        import anthropic
+
         if self._client is None:
             self._client = anthropic.AsyncAnthropic(api_key=self._api_key, timeout=self._timeout_s,
                                                     max_retries=0)
@@ -92,6 +95,8 @@ def anthropic_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
 
 def _translate(exc: anthropic.AnthropicError) -> ProviderError:
     """SDK errors as ours."""
+    import anthropic
+
     if isinstance(exc, anthropic.AuthenticationError | anthropic.PermissionDeniedError):
         return ProviderAuth("Anthropic rejected the API key: check ANTHROPIC_API_KEY")
     if isinstance(exc, anthropic.RateLimitError):

