@@ -62,7 +62,7 @@ async def sse_frames(events: AsyncIterator[tuple[int, Event]], *, keepalive_s: f
             while batch and not queue.empty() and (item := queue.get_nowait()) is not None:
                 chunk.append(frame(*item))
             yield "".join(chunk)
-            if item is None:
+            if item is None or shutting_down():
                 break
     finally:
         task.cancel()

@@ -145,6 +145,7 @@ def test_sigterm_stops_running_work_marks_it_and_exits_promptly(db: str, tmp_pat
         assert took < 10, f"SIGTERM took {took:.1f}s to exit"
         assert code in (0, -signal.SIGTERM), app.log.read_text()[-2000:]  # uvicorn re-raises the signal
         assert fake.open_streams == 0  # every upstream request was closed
+        assert "Exception in ASGI application" not in app.log.read_text()  # open streams ended, not killed
         follower.join(timeout=5)
         # Read the database as the process left it (no restart, so no start-up recovery ran).
         engine = make_engine(url)
