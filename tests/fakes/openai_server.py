@@ -37,6 +37,7 @@ class Reply:
     drop_after: int | None = None  # cut the connection after this many chunks
     malformed: bool = False  # send a chunk that is not JSON
     echo_key: bool = False  # like some real providers: quote the caller's key in the error message
+    awkward: bool = False  # keep-alive comments, CRLF, raw UTF-8, every frame cut into 3-byte pieces
 
 
 @dataclass
@@ -82,7 +83,8 @@ class FakeOpenAI:
                                 status_code=reply.status, headers=headers)
         if not body.get("stream"):
             return JSONResponse(_completion(body["model"], reply.text))
-        return StreamingResponse(self._chunks(body["model"], reply), media_type="text/event-stream")
+        chunks = self._chunks(body["model"], reply)
+        return StreamingResponse(_awkward(chunks) if reply.awkward else chunks, media_type="text/event-stream")
 
     async def _chunks(self, model: str, reply: Reply) -> AsyncIterator[str]:
         self.open_streams += 1
@@ -112,6 +114,16 @@ class FakeOpenAI:
         finally:
             self.open_streams -= 1
             self.closed_at = time.monotonic()
+
+
+async def _awkward(frames: AsyncIterator[str]) -> AsyncIterator[bytes]:
+    """Legal SSE as some servers send it, cut so that lines, CRLFs and UTF-8 characters straddle reads."""
+    async for frame in frames:
+        if frame.startswith("data: {"):
+            frame = f"data: {json.dumps(json.loads(frame[6:]), ensure_ascii=False)}\n\n"
+        raw = f": keep-alive\n\n{frame}".replace("\n", "\r\n").encode()
+        for i in range(0, len(raw), 3):
+            yield raw[i:i + 3]
 
 
 def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:

@@ -9,11 +9,12 @@ import pytest
 
 from app.settings import Settings
 from services.errors import ProviderAuth, ProviderBadRequest, ProviderUnavailable
-from services.events import TextDelta, Usage
+from services.events import TextDelta, ToolCall, Usage
 from services.providers.base import ChatMessage, ChatRequest
 from services.providers.local import LocalProvider
 from services.providers.openai_compat import OpenAICompatProvider
 from services.providers.registry import Registry
+from services.providers.sse import SSEDataDecoder
 from tests.fakes.openai_server import FakeOpenAI, Reply
 
 REQUEST = ChatRequest(model="llama3", messages=[ChatMessage(role="user", content="Hi")], system="Be brief")
@@ -32,6 +33,25 @@ async def test_openai_compatible_stream_over_http() -> None:
     assert events[-1] == Usage(input_tokens=7, output_tokens=3, cost_usd=0.0, provider="ollama", model="llama3")
     sent = fake.requests[0]
     assert sent["stream"] is True and sent["messages"][0] == {"role": "system", "content": "Be brief"}
+
+
+async def test_keep_alives_crlf_and_frames_cut_anywhere_still_stream() -> None:
+    text = "Zoë says \u2028 \u0085 🙂 done."  # raw in the JSON: line separators to splitlines(), not to SSE
+    reply = Reply(text=text, chunk=3, awkward=True, tool_calls=[{"name": "add", "args": {"a": "½"}}])
+    with FakeOpenAI(replies=[reply]) as fake:
+        events = [e async for e in compat(fake).stream(REQUEST)]
+    assert "".join(e.delta for e in events if isinstance(e, TextDelta)) == text
+    assert [e for e in events if isinstance(e, ToolCall)] == [ToolCall(id="call_0", name="add", args={"a": "½"})]
+    assert events[-1] == Usage(input_tokens=7, output_tokens=len(text.split()), cost_usd=0.0, provider="ollama",
+                               model="llama3")
+
+
+@pytest.mark.parametrize("piece", [1, 2, 1000])
+def test_sse_events_are_whole_however_the_bytes_arrive(piece: int) -> None:
+    wire = b': ping\r\rdata: {"a":\ndata:1}\r\n\r\nevent: x\nid: 3\n\ndata: [DONE]\r\n\r\ndata: cut off'
+    decoder = SSEDataDecoder()
+    got = [data for i in range(0, len(wire), piece) for data in decoder.feed(wire[i:i + piece])]
+    assert got == [b'{"a":\n1}', b"[DONE]"]
 
 
 @pytest.mark.parametrize(("status", "error", "says"), [
