@@ -1,4 +1,9 @@
-"""One chat message: role, time, body, actions, and for replies the model, tokens, cost and status."""
+"""One chat message: role, time, body, actions, and for replies the model, tokens, cost and status.
+
+Drawn with few elements, since a thread draws up to 40 at once and every send draws two: hints are
+`title` attributes rather than tooltip elements, and the note and error lines are created only
+when there is something to show.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,13 @@ from typing import Any
 
 from nicegui import ui
 
-from components.buttons import icon_button
 from components.streaming_markdown import StreamingMarkdown
 from components.tool_card import ToolCard
 
 STATUS_LABEL = {"stopped": "stopped", "failed": "failed", "interrupted": "interrupted",
                 "running": "generating…"}
+
+TAIL_CLASSES = {"note": "text-xs opacity-70 italic", "error": "text-negative text-sm", "footer": "text-xs opacity-60"}
 
 Handler = Callable[[], Awaitable[None]]
 
@@ -42,14 +48,16 @@ class MessageView:
                 ui.icon("person" if role == "user" else "auto_awesome")
                 ui.label({"user": "You", "assistant": "Assistant"}.get(role, role.title()))
                 if created is not None:
-                    ui.label(created.strftime("%Y-%m-%d %H:%M")).tooltip(created.isoformat(timespec="seconds"))
+                    stamp = ui.label(created.strftime("%Y-%m-%d %H:%M"))
+                    stamp.props["title"] = created.isoformat(timespec="seconds")
                 ui.space()
                 if branch is not None and branch.count > 1:
                     self._switcher(branch)
                 if on_edit is not None:
-                    icon_button("edit", "Edit and rerun from here", lambda: self._start_edit(on_edit), marker="edit")
+                    _action("edit", "Edit and rerun from here", lambda: self._start_edit(on_edit), marker="edit")
+                self.regenerate: ui.button | None = None
                 if on_regenerate is not None:
-                    icon_button("refresh", "Regenerate", on_regenerate, marker="regenerate")
+                    self.regenerate = _action("refresh", "Regenerate", on_regenerate, marker="regenerate")
             self.body: StreamingMarkdown | None = None
             self.live = live
             if role == "user":
@@ -59,11 +67,11 @@ class MessageView:
                 with self.segments:
                     self.body = StreamingMarkdown(live=live)
             self.cards: dict[str, ToolCard] = {}
-            self.note = ui.label("").classes("text-xs opacity-70 italic")
-            self.note.set_visibility(False)
-            self.error = ui.label("").classes("text-negative text-sm")
-            self.error.set_visibility(False)
-            self.footer = ui.label("").classes("text-xs opacity-60")
+            # Below the body, in this order: note, error, footer; a reply always gets a footer, the
+            # others are made on first use.
+            self._tail: dict[str, ui.label] = {}
+            if role != "user":
+                self._tail["footer"] = ui.label("").classes(TAIL_CLASSES["footer"])
 
     async def add_tool(self, *, call_id: str, name: str, args: dict[str, Any]) -> ToolCard:
         """A tool card after the text so far; later text goes below it."""
@@ -92,25 +100,42 @@ class MessageView:
         parts = [model or "", f"{input_tokens} in / {output_tokens} out tokens", f"${cost_usd:.4f}"]
         if status in STATUS_LABEL:
             parts.append(STATUS_LABEL[status])
-        self.footer.text = " · ".join(p for p in parts if p)
+        self._line("footer", " · ".join(p for p in parts if p))
 
     def show_error(self, message: str) -> None:
         """An error a person can act on, in the reply itself."""
-        self.error.text = message
-        self.error.set_visibility(True)
+        self._line("error", message)
 
     def show_note(self, text: str) -> None:
         """A quiet remark, e.g. that earlier messages did not fit the context window."""
-        self.note.text = text
-        self.note.set_visibility(True)
+        self._line("note", text)
+
+    def drop_regenerate(self) -> None:
+        """This reply is no longer the last one: regenerating is offered on the last only."""
+        if self.regenerate is not None:
+            self.regenerate.delete()
+            self.regenerate = None
+
+    def _line(self, kind: str, text: str) -> None:
+        """Set one of the lines below the body, creating it in its place the first time."""
+        if (label := self._tail.get(kind)) is not None:
+            label.text = text
+            return
+        with self.box:
+            label = ui.label(text).classes(TAIL_CLASSES[kind])
+        order = list(TAIL_CLASSES)
+        later = sum(1 for k in self._tail if order.index(k) > order.index(kind))
+        if later:
+            label.move(self.box, target_index=len(self.box.default_slot.children) - 1 - later)
+        self._tail[kind] = label
 
     def _switcher(self, branch: Branch) -> None:
         """Previous / "2 of 3" / next, between sibling versions of this message."""
-        icon_button("chevron_left", "Previous version", lambda: branch.go(branch.index - 1),
-                    marker="branch-prev").set_enabled(branch.index > 0)
+        _action("chevron_left", "Previous version", lambda: branch.go(branch.index - 1),
+                marker="branch-prev").set_enabled(branch.index > 0)
         ui.label(f"{branch.index + 1}/{branch.count}")
-        icon_button("chevron_right", "Next version", lambda: branch.go(branch.index + 1),
-                    marker="branch-next").set_enabled(branch.index + 1 < branch.count)
+        _action("chevron_right", "Next version", lambda: branch.go(branch.index + 1),
+                marker="branch-next").set_enabled(branch.index + 1 < branch.count)
 
     def _start_edit(self, on_edit: Callable[[str], Awaitable[None]]) -> None:
         """Swap the text for an editor with Save and Cancel."""
@@ -133,3 +158,10 @@ class MessageView:
             with ui.row().classes("w-full justify-end gap-2"):
                 ui.button("Cancel", on_click=cancel).props("flat dense")
                 ui.button("Save & rerun", on_click=save).props("dense").mark("edit-save")
+
+
+def _action(icon: str, label: str, on_click: Any, *, marker: str) -> ui.button:
+    """An icon button named for screen readers, with its name as the hover hint (no tooltip element)."""
+    button = ui.button(icon=icon, on_click=on_click).props("flat round dense size=sm").mark(marker)
+    button.props["aria-label"] = button.props["title"] = label
+    return button

@@ -47,6 +47,10 @@ class ChatPage:
         self.conversation_id = conversation_id
         self.with_tools = with_tools
         self.running_run: str | None = None
+        self.drawn: list[str] = []  # ids of the messages drawn, oldest first (after `hidden` undrawn ones)
+        self.hidden = 0
+        self.views: list[MessageView] = []
+        self.placeholder: ui.label | None = None
 
     async def build(self) -> None:
         """Draw the page and re-attach to a reply still being generated."""
@@ -56,8 +60,8 @@ class ChatPage:
                                               conversation_id=self.conversation_id, user_id=current_user_id())
         with frame("Tools" if self.with_tools else "Chat") as chrome:
             with chrome.drawer:
-                self.sidebar = ConversationList(load=self._list, rename=self._rename, delete=self._delete,
-                                                current=self.conversation_id)
+                self.sidebar = ConversationList(load=self._list, load_one=self._one, rename=self._rename,
+                                                delete=self._delete, current=self.conversation_id)
             await self.sidebar.refresh()
             if self.conversation_id and conv is None:
                 ui.label("This conversation does not exist (it may have been deleted).").classes("text-lg")
@@ -141,16 +145,37 @@ class ChatPage:
         if self.conversation_id:
             entries = await self.lantern.db.call(conv_repo.current_path, conversation_id=self.conversation_id)
         hidden = 0 if show_all else max(0, len(entries) - HISTORY_PAGE)
-        live: list[tuple[str, MessageView]] = []
         self.thread.clear()
+        self.drawn, self.hidden, self.views, self.placeholder = [], hidden, [], None
         with self.thread:
             if not entries:
-                ui.label("Ask anything. Enter sends, Shift+Enter adds a line.") \
+                self.placeholder = ui.label("Ask anything. Enter sends, Shift+Enter adds a line.") \
                     .classes("opacity-60 self-center py-12")
             if hidden:
                 ui.button(f"Show {hidden} earlier messages", icon="expand_less",
                           on_click=lambda: self.render_thread(show_all=True)).props("flat dense")
-            for i, entry in enumerate(entries[hidden:], start=hidden):
+        await self._draw(entries, hidden)
+
+    async def _append_thread(self) -> None:
+        """Draw only what a send added below the messages shown; redraw if the branch changed meanwhile."""
+        assert self.conversation_id
+        entries = await self.lantern.db.call(conv_repo.current_path, conversation_id=self.conversation_id)
+        shown = [e.message.id for e in entries[self.hidden:self.hidden + len(self.drawn)]]
+        if shown != self.drawn or len(entries) <= self.hidden + len(self.drawn):
+            await self.render_thread()
+            return
+        if self.placeholder is not None:
+            self.placeholder.delete()
+            self.placeholder = None
+        if self.views:
+            self.views[-1].drop_regenerate()  # only the last reply offers it
+        await self._draw(entries, self.hidden + len(self.drawn))
+
+    async def _draw(self, entries: list[PathEntry], start: int) -> None:
+        """Draw `entries[start:]` at the end of the thread; follow replies still being written."""
+        live: list[tuple[str, MessageView]] = []
+        with self.thread:
+            for i, entry in enumerate(entries[start:], start=start):
                 if (following := await self._show(entry, last=i == len(entries) - 1)) is not None:
                     live.append(following)
         for run_id, view in live:
@@ -167,6 +192,8 @@ class ChatPage:
                           go=lambda i: self._switch(siblings[i])),
             on_edit=(lambda text: self._edit(m.id, text)) if m.role == "user" else None,
             on_regenerate=self._regenerate if m.role == "assistant" and last else None)
+        self.drawn.append(m.id)
+        self.views.append(view)
         if view.body is None:
             return None
         if running and m.run_id:
@@ -203,7 +230,7 @@ class ChatPage:
             user_id=current_user_id(), messages=[{"role": "user", "content": text}],
             model=self.model.value, conversation_id=self.conversation_id,
             system=(self.system.value or "").strip() or None, temperature=self.temperature.value,
-            tools=self.tools.value or None))
+            tools=self.tools.value or None), append=True)
         if started:
             self.input.value = ""
 
@@ -223,8 +250,8 @@ class ChatPage:
             user_id=current_user_id(), conversation_id=conv_id, message_id=message_id, content=text,
             model=self.model.value, tools=self.tools.value or None))
 
-    async def _begin(self, starter: Any) -> bool:
-        """Start a reply (unless one is running), then redraw the thread to follow it."""
+    async def _begin(self, starter: Any, *, append: bool = False) -> bool:
+        """Start a reply (unless one is running), then draw it (appended, or the thread redrawn) and follow it."""
         if self.running_run:
             ui.notify("A reply is still being written: stop it first (Esc).", type="warning")
             return False
@@ -235,11 +262,11 @@ class ChatPage:
             return False
         if self.conversation_id is None:
             self.conversation_id = start.conversation_id
-            self.sidebar.current = start.conversation_id
+            self.sidebar.set_current(start.conversation_id)
             self.export.set_visibility(True)
             ui.navigate.history.replace(url(f"/chat/{start.conversation_id}"))
-        await self.render_thread()
-        await self.sidebar.refresh()
+        await (self._append_thread() if append else self.render_thread())
+        await self.sidebar.touch(start.conversation_id)
         return True
 
     async def _switch(self, message_id: str) -> None:
@@ -307,6 +334,12 @@ class ChatPage:
         items, _total = await self.lantern.db.call(conv_repo.list_conversations, user_id=current_user_id(),
                                                    q=q, limit=100)
         return items
+
+    async def _one(self, conversation_id: str) -> dict[str, Any] | None:
+        """One sidebar row, for a conversation just created."""
+        conv = await self.lantern.db.call(conv_repo.get_conversation, conversation_id=conversation_id,
+                                          user_id=current_user_id())
+        return {"id": conv.id, "title": conv.title} if conv is not None else None
 
     async def _rename(self, conversation_id: str, title: str) -> None:
         """Rename from the sidebar."""

@@ -105,15 +105,65 @@ async def test_sidebar_lists_searches_renames_and_deletes(scripted_default: None
     await user.should_see("Plans for the weekend")
     user.find("Search conversations").type("revenue").trigger("update:modelValue")
     await user.should_not_see("Plans for the weekend")
+    user.find(marker="conversation-actions").click()  # the row's button opens the shared menu for it
     user.find(marker="rename").click()
     user.find(marker="rename-title").clear().type("Revenue Q3").trigger("keydown.enter")
     await user.should_see(kind=ui.link, content="Revenue Q3")
+    user.find(marker="conversation-actions").click()
     user.find(marker="delete").click()
     await user.should_see("This cannot be undone")
     user.find(marker="confirm-delete").click()
     await user.should_see("Nothing matches.")
     titles = [i["title"] for i in (await user.http_client.get("/api/conversations")).json()["items"]]
     assert titles == ["Plans for the weekend"]
+
+
+def sidebar_rows(user: User) -> list[tuple[str, ui.element]]:
+    """The sidebar's rows in order, as (title, row element)."""
+    items = user.find(marker="conversation-list").elements.pop()
+    return [(row.default_slot.children[0].text, row) for row in items if isinstance(row, ui.row)]
+
+
+async def test_sidebar_updates_one_row_per_send(scripted_default: None, user: User) -> None:
+    for text in ("Older topic", "Newer topic"):
+        await user.http_client.post("/api/chat", json={"messages": [{"role": "user", "content": text}],
+                                                       "model": "scripted/echo"})
+    await user.open("/")
+    before = sidebar_rows(user)
+    assert [title for title, _ in before] == ["Newer topic", "Older topic"]
+    user.find(marker="composer").type("Brand new topic").trigger(SEND)
+    await user.should_see("I am a **scripted** model")
+    # A new conversation: one row added on top and highlighted; the others are the very same elements.
+    (title, new), *others = sidebar_rows(user)
+    assert title == "Brand new topic" and "bg-primary/10" in new.classes
+    assert others == before and not any(row.is_deleted for _, row in before)
+    assert not any("bg-primary/10" in row.classes for _, row in others)
+    # A send in an older conversation moves its row to the top; no row is redrawn.
+    [older_id] = [i for i, t in ((c["id"], c["title"]) for c in
+                                 (await user.http_client.get("/api/conversations")).json()["items"])
+                  if t == "Older topic"]
+    await user.open(f"/chat/{older_id}")
+    before = sidebar_rows(user)
+    user.find(marker="composer").type("Back to this").trigger(SEND)
+    await user.should_see("You said: Back to this")
+    after = sidebar_rows(user)
+    assert [t for t, _ in after] == ["Older topic", "Brand new topic", "Newer topic"]
+    assert {row.id for _, row in after} == {row.id for _, row in before}
+    assert not any(row.is_deleted for _, row in after)
+
+
+async def test_send_appends_to_the_thread_without_redrawing_it(user: User) -> None:
+    await user.open("/")
+    user.find(marker="model").elements.pop().value = "scripted/echo"
+    user.find(marker="composer").type("One").trigger(SEND)
+    await user.should_see("You said: One")
+    [first_reply] = user.find(StreamingMarkdown).elements
+    user.find(marker="composer").type("Two").trigger(SEND)
+    await user.should_see("You said: Two")
+    assert not first_reply.is_deleted  # the earlier messages stayed as they were
+    assert len(user.find(marker="regenerate").elements) == 1  # offered on the last reply only
+    assert len(user.find(marker="edit").elements) == 2
+    await user.should_see("You said: One")
 
 
 async def test_regenerate_and_switch_between_versions(user: User) -> None:
