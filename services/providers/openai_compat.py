@@ -12,11 +12,10 @@ import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
-import openai
 
 from services.errors import (
     ProviderAuth,
@@ -29,6 +28,9 @@ from services.events import Event, TextDelta, ToolCall, Usage
 from services.pricing import cost_usd
 from services.providers.base import ChatRequest, Provider, as_dicts, parse_args
 from services.providers.sse import SSEDataDecoder
+
+if TYPE_CHECKING:  # the SDK takes ~0.4 s to import: only when an OpenAI-compatible model is first used
+    import openai
 
 OPENAI_MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1"]
 DRAIN_S = 0.1  # after [DONE], how long to read on so an HTTP/1.1 connection can be reused (as the SDK does)
@@ -78,6 +80,8 @@ class OpenAICompatProvider(Provider):
 
     def client(self) -> openai.AsyncOpenAI:
         """One SDK client per provider; retries are ours (fallback chain), not the SDK's."""
+        import openai
+
         if self._client is None:
             self._client = openai.AsyncOpenAI(
                 api_key=self._api_key or "not-needed", base_url=self._base_url,
@@ -86,6 +90,8 @@ class OpenAICompatProvider(Provider):
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
         """Stream a chat completion; closing the generator closes the HTTP response."""
+        import openai
+
         if (reason := self.unavailable_reason()) is not None:
             raise ProviderAuth(f"{self.name}: {reason}")
         kwargs: dict[str, Any] = {"model": request.model, "messages": as_dicts(request), "stream": True,
@@ -147,6 +153,8 @@ class _Reply:
         try:
             chunk = json.loads(data)
             if error := chunk.get("error"):  # as the SDK: a server reporting a failure mid-stream
+                import openai
+
                 message = error.get("message") if isinstance(error, dict) else None
                 raise openai.APIError(message if isinstance(message, str) and message
                                       else "An error occurred during streaming", request=request, body=error)
@@ -181,6 +189,8 @@ async def _drain(http_version: str, chunks: AsyncIterator[bytes]) -> None:
 
 def translate_openai_error(name: str, exc: openai.OpenAIError) -> ProviderError:
     """SDK errors as ours, with a message a person can act on."""
+    import openai
+
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return ProviderAuth(f"{name} rejected the API key: check the key setting for {name}")
     if isinstance(exc, openai.RateLimitError):
