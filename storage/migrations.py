@@ -5,6 +5,7 @@ Full-text search objects are dialect-specific and created idempotently after eit
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from sqlalchemy import inspect, text
@@ -32,8 +33,14 @@ def _v1_to_v2_branches(conn: Connection) -> None:
         conn.execute(text("UPDATE conversation SET leaf_id = :l WHERE id = :c"), {"l": leaf, "c": conversation_id})
 
 
+def _v2_to_v3_conversation_search(conn: Connection) -> None:
+    """Search at conversation granularity: one index entry per conversation and word, backfilled."""
+    _conversation_search_objects(conn)
+    rebuild_conversation_search(conn)
+
+
 # Each entry upgrades from version i+1 to i+2; append, never edit, once released.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2_branches]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2_branches, _v2_to_v3_conversation_search]
 LATEST = 1 + len(MIGRATIONS)
 
 
@@ -56,7 +63,9 @@ def migrate(engine: Engine) -> int:
 
 
 def _full_text(conn: Connection) -> None:
-    """FTS5 over message text on SQLite, a GIN tsvector index on PostgreSQL."""
+    """FTS5 over message text on SQLite, a GIN tsvector index on PostgreSQL; and the conversation index."""
+    if _conversation_search_objects(conn):
+        rebuild_conversation_search(conn)
     if conn.dialect.name == "sqlite":
         exists = conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'message_fts'")).first()
         if exists:
@@ -76,3 +85,67 @@ def _full_text(conn: Connection) -> None:
     elif conn.dialect.name == "postgresql":
         conn.execute(text("CREATE INDEX IF NOT EXISTS ix_message_fts ON message "
                           "USING gin (to_tsvector('simple', content))"))
+
+
+# ---- conversation search index ----------------------------------------------------------------------
+# One entry per conversation holding the distinct words of its messages, so a search costs
+# O(matching conversations), not O(matching messages). Kept current by storage.conversations.
+# SQLite: FTS5 `conversation_fts(words)`, rowid = conversation.rowid, words lower-cased and space-separated.
+# PostgreSQL: `conversation.search_words`, a stripped tsvector ('simple' config) with a GIN index.
+
+
+def word_list(content: str) -> list[str]:
+    """The distinct lower-cased words of `content`, in first-occurrence order (SQLite's index text)."""
+    return list(dict.fromkeys(re.findall(r"\w+", content.lower())))
+
+
+def _conversation_search_objects(conn: Connection) -> bool:
+    """Create the conversation index if it is missing; True when it was just created."""
+    if conn.dialect.name == "sqlite":
+        if conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'conversation_fts'")).first():
+            return False
+        conn.execute(text("CREATE VIRTUAL TABLE conversation_fts USING fts5(words, tokenize='unicode61')"))
+        return True
+    if conn.dialect.name == "postgresql":
+        exists = conn.execute(text("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+                                   " AND table_name = 'conversation' AND column_name = 'search_words'")).first()
+        if not exists:
+            conn.execute(text("ALTER TABLE conversation ADD COLUMN search_words tsvector"))
+        conn.execute(text("CREATE INDEX IF NOT EXISTS ix_conversation_search_words ON conversation "
+                          "USING gin (search_words)"))
+        return not exists
+    return False
+
+
+# The stripped tsvector of every word in the messages of conversation `:c` (PostgreSQL).
+PG_CONVERSATION_WORDS = (
+    "SELECT array_to_tsvector(coalesce(array_agg(DISTINCT w), '{}')) FROM message m "
+    "CROSS JOIN LATERAL unnest(tsvector_to_array(to_tsvector('simple', m.content))) AS w "
+    "WHERE m.conversation_id = :c")
+
+
+def rebuild_conversation_search(conn: Connection) -> None:
+    """Fill the conversation index from all messages (migration, bulk loads)."""
+    if conn.dialect.name == "sqlite":
+        conn.execute(text("DELETE FROM conversation_fts"))
+        rows = conn.execute(text("SELECT c.rowid, m.content FROM conversation c "
+                                 "JOIN message m ON m.conversation_id = c.id ORDER BY c.id"))
+        entries: list[dict[str, object]] = []
+        current: int | None = None
+        words: dict[str, None] = {}
+        for rowid, content in rows:
+            if rowid != current:
+                if current is not None and words:
+                    entries.append({"r": current, "w": " ".join(words)})
+                current, words = rowid, {}
+            words.update(dict.fromkeys(re.findall(r"\w+", content.lower())))
+        if current is not None and words:
+            entries.append({"r": current, "w": " ".join(words)})
+        if entries:
+            conn.execute(text("INSERT INTO conversation_fts(rowid, words) VALUES (:r, :w)"), entries)
+    elif conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL work_mem = '256MB'"))
+        conn.execute(text("UPDATE conversation c SET search_words = w.words FROM ("
+                          "SELECT m.conversation_id, array_to_tsvector(array_agg(DISTINCT w)) AS words FROM message m "
+                          "CROSS JOIN LATERAL unnest(tsvector_to_array(to_tsvector('simple', m.content))) AS w "
+                          "GROUP BY m.conversation_id) w WHERE w.conversation_id = c.id"))

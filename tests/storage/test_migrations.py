@@ -7,6 +7,7 @@ from sqlalchemy import text
 from storage import conversations as conv_repo
 from storage.engine import Database, make_engine
 from storage.migrations import LATEST
+from storage.models import Message
 
 V1_SCHEMA = [
     """CREATE TABLE user (id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL UNIQUE, password_hash VARCHAR,
@@ -79,4 +80,88 @@ def test_search_matches_word_prefixes_and_ignores_punctuation(db_url: str) -> No
     assert search("light") == {a}
     db.session_call(conv_repo.delete_conversation, conversation_id=a, user_id="u")
     assert search("lighthouse") == set()
+    db.close()
+
+
+def _search(db: Database, user_id: str, q: str) -> set[str]:
+    return {i["id"] for i in db.session_call(conv_repo.list_conversations, user_id=user_id, q=q)[0]}
+
+
+def test_version_two_database_upgrade_backfills_the_conversation_index(db_url: str) -> None:
+    db = Database(db_url)
+    db.open()
+
+    def fill(s):
+        conv_repo.ensure_user(s, user_id="u", name="u")
+        a = conv_repo.create_conversation(s, user_id="u", title="A")
+        conv_repo.add_message(s, conversation_id=a.id, role="user", content="Where is the lighthouse?")
+        conv_repo.add_message(s, conversation_id=a.id, role="assistant", content="On the cliff near Brest.")
+        b = conv_repo.create_conversation(s, user_id="u", title="B")
+        conv_repo.add_message(s, conversation_id=b.id, role="user", content="A cliff walk")
+        return a.id, b.id
+
+    a, b = db.session_call(fill)
+    # Back to version 2: the same schema without the conversation index.
+    with db.engine.begin() as conn:
+        if db.is_sqlite:
+            conn.execute(text("DROP TABLE conversation_fts"))
+        else:
+            conn.execute(text("ALTER TABLE conversation DROP COLUMN search_words"))
+        conn.execute(text("UPDATE schemaversion SET version = 2"))
+    db.close()
+
+    db = Database(db_url)
+    db.open()
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT version FROM schemaversion")).scalar() == LATEST == 3
+    assert _search(db, "u", "cliff") == {a, b}
+    assert _search(db, "u", "lighthouse brest") == {a}  # words from different messages of one conversation
+    assert _search(db, "u", "bre") == {a}
+    assert _search(db, "u", "walk lighthouse") == set()
+    db.close()
+
+
+def test_conversation_index_follows_new_messages_updates_and_deletes(db_url: str) -> None:
+    db = Database(db_url)
+    db.open()
+
+    def fill(s):
+        conv_repo.ensure_user(s, user_id="u", name="u")
+        a = conv_repo.create_conversation(s, user_id="u", title="Trip")
+        conv_repo.add_message(s, conversation_id=a.id, role="user", content="Plan a trip to Lisbon")
+        reply = conv_repo.add_message(s, conversation_id=a.id, role="assistant", content="", status="running")
+        return a.id, reply.id
+
+    a, reply = db.session_call(fill)
+    assert _search(db, "u", "tram") == set()
+    # The streamed reply's final content.
+    db.session_call(conv_repo.update_message, message_id=reply, content="Take tram 28 in Alfama.", status="completed")
+    assert _search(db, "u", "tram") == {a}
+    assert _search(db, "u", "lisbon alfama") == {a}  # all words in the conversation, not in one message
+    # A later message.
+    db.session_call(conv_repo.add_message, conversation_id=a, role="user", content="And pastéis de nata?")
+    assert _search(db, "u", "nata") == {a}
+    assert _search(db, "u", "trip") == {a}  # title substring still matches
+    # An edit removes words no other message holds; a direct ORM write (as recovery does) is indexed too.
+    db.session_call(conv_repo.update_message, message_id=reply, content="Walk around Belém.")
+    assert _search(db, "u", "tram") == set() and _search(db, "u", "belém") == {a}
+
+    def recover(s):
+        msg = s.get(Message, reply)
+        msg.content = "Ferry to Cacilhas"
+        s.add(msg)
+
+    db.session_call(recover)
+    assert _search(db, "u", "cacilhas") == {a} and _search(db, "u", "belém") == set()
+    # Deleted: not found, even by a new conversation that may take over the old row id.
+    db.session_call(conv_repo.delete_conversation, conversation_id=a, user_id="u")
+    assert _search(db, "u", "lisbon") == set()
+
+    def again(s):
+        c = conv_repo.create_conversation(s, user_id="u", title="Other")
+        conv_repo.add_message(s, conversation_id=c.id, role="user", content="Porto")
+        return c.id
+
+    c = db.session_call(again)
+    assert _search(db, "u", "lisbon") == set() and _search(db, "u", "porto") == {c}
     db.close()
