@@ -18,11 +18,13 @@ export default {
     </div>`,
   props: { state: Object },
   data() {
-    return { blocks: [], tail: "", streaming: false, version: -1 };
+    return { blocks: [], tail: "", shown: 0, streaming: false, version: -1, revealing: false };
   },
   computed: {
     shownTail() {
-      return this.tail.replace(/^\n+/, ""); // blank lines before the next block are not shown
+      // Frames come a few times a second (bytes matter more than frame rate); the text of each is
+      // revealed smoothly over ~200 ms in the browser, which costs nothing on the wire.
+      return this.tail.slice(0, this.shown).replace(/^\n+/, ""); // blank lines before a block are not shown
     },
   },
   created() {
@@ -43,6 +45,7 @@ export default {
         this.tail = state.t;
         this.freeze(state.b);
         if (!state.l) this.tail = "";
+        this.shown = this.tail.length; // loaded text shows at once
         this.streaming = state.l;
       });
     },
@@ -52,14 +55,36 @@ export default {
         this.freeze(blocks);
         if (end) {
           this.tail = "";
+          this.shown = 0;
           this.streaming = false;
+        } else {
+          this.reveal();
         }
       });
+    },
+    reveal() {
+      if (this.revealing) return;
+      this.revealing = true;
+      let last = performance.now();
+      const step = (now) => {
+        const backlog = this.tail.length - this.shown;
+        if (backlog <= 0 || !this.streaming) {
+          this.revealing = false;
+          return;
+        }
+        this.follow(() => {
+          this.shown += Math.max(1, Math.ceil(backlog * Math.min(1, (now - last) / 200)));
+        });
+        last = now;
+        requestAnimationFrame(step);
+      };
+      requestAnimationFrame(step);
     },
     freeze(blocks) {
       for (let i = 0; i < blocks.length; i += 2) {
         const source = this.tail.slice(0, blocks[i]);
         this.tail = this.tail.slice(blocks[i]);
+        this.shown = Math.max(0, this.shown - blocks[i]); // a finished block shows whole, at once
         fenceHints = blocks[i + 1] || [];
         this.blocks.push(md.render(source));
       }
