@@ -138,6 +138,11 @@ def update_message(session: Session, *, message_id: str, **fields: Any) -> Messa
     return msg
 
 
+def get_message(session: Session, *, message_id: str) -> Message | None:
+    """One message by id."""
+    return session.get(Message, message_id)
+
+
 def list_conversations(session: Session, *, user_id: str, q: str = "", limit: int = 50,
                        offset: int = 0) -> tuple[list[dict[str, Any]], int]:
     """A page of the user's conversations, newest first, with message counts, and the total."""

@@ -184,6 +184,9 @@ class ChatPage:
     async def _show(self, entry: PathEntry, *, last: bool) -> tuple[str, MessageView] | None:
         """Draw one message; a reply still running is returned, to be followed live."""
         m = entry.message
+        if m.status == "running" and m.run_id not in self.lantern.runs.active:  # it ended since it was read
+            fresh = await self.lantern.db.call(conv_repo.get_message, message_id=m.id)
+            m = fresh or m
         running = m.status == "running" and m.run_id in self.lantern.runs.active
         siblings = entry.siblings
         view = MessageView(

@@ -197,7 +197,8 @@ class DuetPage:
             for change in (run.result or {}).get("changes", []):
                 ui.label(f"✎ {change['agent']} changed {', '.join(sorted(change['changes']))} "
                          f"before turn {change['before_turn'] + 1}").classes("text-xs italic opacity-70")
-        if run.status == "running" and run.id in self.lantern.runs.active:
+        # Follow even if it finished since it was read: subscribe replays a finished run from the database.
+        if run.status == "running":
             self._follow(run.id, total=len(earlier) + run.config.get("turns", 0), done=len(earlier))
         else:
             self.progress_label.text = f"{len(earlier)} turns · {run.status}"

@@ -224,7 +224,7 @@ class PipelinesPage:
 
     async def _show_run(self, run: Any) -> None:
         """A stored run: follow it live if it is running here, else draw it from its result."""
-        if run.status == "running" and run.id in self.lantern.runs.active:
+        if run.status == "running":  # also if it ended since it was read: subscribe replays it from the database
             self._reset(run.config.get("definition") or {})
             self._follow(run.id)
             return
