@@ -8,8 +8,9 @@ route never sees a body it could half-process.
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any
+
+from app.api.errors import error_response
 
 Scope = dict[str, Any]
 
@@ -31,7 +32,7 @@ class BodyLimit:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, receive, send)
             return
         received = 0
         overflowed = False
@@ -60,17 +61,15 @@ class BodyLimit:
         with contextlib.suppress(BodyTooLarge):  # the app let our signal through: answer below
             await self.app(scope, counting_receive, guarded_send)
         if overflowed and not started:
-            await self._refuse(send)
+            await self._refuse(scope, receive, send)
 
-    async def _refuse(self, send: Any) -> None:
+    async def _refuse(self, scope: Scope, receive: Any, send: Any) -> None:
         """The 413 response, in the API's error shape."""
-        body = json.dumps({"error": {"type": "too_large", "message": (
+        response = error_response(413, "too_large", (
             f"The request body is larger than this server accepts ({_size(self.max_bytes)}, LANTERN_MAX_BODY_BYTES): "
-            "send less, e.g. split the text or attach it in parts")}}).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+            "send less, e.g. split the text or attach it in parts"))
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 from urllib.parse import quote
 
+from starlette.responses import RedirectResponse
+
 from app import auth
+from app.api.errors import lantern_error_response
 from services.accounts import Accounts, Principal
 from services.errors import NotAuthenticated, RateLimited
 
 COOKIE = "lantern_session"
+NO_STORE = {"Cache-Control": "no-store"}
 # Path → why it is open. NiceGUI's own assets and socket carry no data: a page's socket joins a
 # client that only an authenticated page request could have created.
 PUBLIC_PATHS = {
@@ -51,7 +54,10 @@ class AuthGate:
         try:
             principal = await self._principal(scope)
         except RateLimited as exc:
-            await _send_json(send, 429, exc, [(b"retry-after", str(int(exc.retry_after)).encode())])
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 4429})
+            else:
+                await lantern_error_response(exc, **NO_STORE)(scope, receive, send)
             return
         except NotAuthenticated as exc:
             principal, failure = None, exc
@@ -61,9 +67,10 @@ class AuthGate:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 4401})
             elif _wants_page(scope, path):
-                await _redirect(send, scope, path)
+                await _to_login(scope, path)(scope, receive, send)
             else:
-                await _send_json(send, 401, failure, [(b"www-authenticate", b'Basic realm="Lantern", charset="UTF-8"')])
+                await lantern_error_response(failure, **NO_STORE, **{
+                    "WWW-Authenticate": 'Basic realm="Lantern", charset="UTF-8"'})(scope, receive, send)
             return
         scope.setdefault("state", {})[auth.SCOPE_KEY] = principal
         auth.bind(principal)
@@ -124,22 +131,9 @@ def _wants_page(scope: dict[str, Any], path: str) -> bool:
     return "text/html" in accept or not accept or accept == "*/*"
 
 
-async def _redirect(send: Any, scope: dict[str, Any], path: str) -> None:
+def _to_login(scope: dict[str, Any], path: str) -> RedirectResponse:
     """303 to the login page, remembering where the person was going."""
     query = scope.get("query_string", b"").decode("latin-1")
     target = path + (f"?{query}" if query else "")
-    location = f"{scope.get('root_path', '')}/login?next={quote(target, safe='')}"
-    await send({"type": "http.response.start", "status": 303,
-                "headers": [(b"location", location.encode("latin-1")), (b"cache-control", b"no-store"),
-                            (b"content-length", b"0")]})
-    await send({"type": "http.response.body", "body": b""})
-
-
-async def _send_json(send: Any, status: int, exc: Exception, headers: list[tuple[bytes, bytes]]) -> None:
-    """Our standard error body."""
-    kind = getattr(exc, "kind", "error")
-    body = json.dumps({"error": {"type": kind, "message": str(exc)}}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"cache-control", b"no-store"), *headers]})
-    await send({"type": "http.response.body", "body": body})
+    return RedirectResponse(f"{scope.get('root_path', '')}/login?next={quote(target, safe='')}", status_code=303,
+                            headers=NO_STORE)

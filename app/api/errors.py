@@ -31,6 +31,15 @@ def error_response(status: int, type_: str, message: str, **extra: Any) -> JSONR
     return JSONResponse({"error": {"type": type_, "message": message, **extra}}, status_code=status)
 
 
+def lantern_error_response(exc: errors.LanternError, **headers: str) -> JSONResponse:
+    """One of our errors as a response: its status, our body, `Retry-After` when it carries one."""
+    response = error_response(status_for(exc), exc.kind, str(exc))
+    if isinstance(exc, errors.RateLimited):
+        response.headers["Retry-After"] = str(int(exc.retry_after))
+    response.headers.update(headers)
+    return response
+
+
 def status_for(exc: errors.LanternError) -> int:
     """HTTP status of one of our errors."""
     return next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
@@ -41,10 +50,7 @@ def install(app: FastAPI) -> None:
 
     async def lantern_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, errors.LanternError)
-        response = error_response(status_for(exc), exc.kind, str(exc))
-        if isinstance(exc, errors.RateLimited):
-            response.headers["Retry-After"] = str(int(exc.retry_after))
-        return response
+        return lantern_error_response(exc)
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

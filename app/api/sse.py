@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 
 from fastapi.responses import StreamingResponse
+from nicegui.server import Server
 
 from services.events import Event
 
@@ -70,7 +71,5 @@ async def sse_frames(events: AsyncIterator[tuple[int, Event]], *, keepalive_s: f
 
 def shutting_down() -> bool:
     """Whether the server has been asked to exit (SIGTERM): open streams should end, not be killed."""
-    from nicegui.server import Server
-
     server = getattr(Server, "instance", None)
     return bool(server is not None and server.should_exit)

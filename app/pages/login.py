@@ -13,7 +13,7 @@ from nicegui import app, ui
 
 from app import auth
 from app.context import Lantern
-from app.gate import COOKIE, _cookie
+from app.gate import COOKIE
 from services.accounts import Accounts, digest
 from services.errors import LanternError
 
@@ -91,7 +91,7 @@ def register(lantern: Lantern, accounts: Accounts | None) -> None:
     @app.get("/logout", include_in_schema=False)
     async def logout(request: Request) -> RedirectResponse:
         """End this browser's session and go to the login page."""
-        token = _cookie(request.headers.get("cookie", ""), COOKIE)
+        token = request.cookies.get(COOKIE)
         if token and accounts is not None:
             await accounts.end_session(digest(token))
         root = request.scope.get("root_path", "")
