@@ -45,9 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.port:
         settings.port = args.port
 
+    from nicegui import app as nicegui_app
     from nicegui import ui
 
     from app.context import Lantern
+    from app.heap import freeze_startup_objects
     from app.main import build
     from storage.engine import DatabaseUnavailable
     from storage.users import list_users
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
               "could use it. Create one with `lantern users add NAME --admin`, or bind to 127.0.0.1.", file=sys.stderr)
         sys.exit(2)
     build(lantern)
+    nicegui_app.on_startup(freeze_startup_objects)  # the server process only: tests keep a normal collector
     ui.run(host=settings.host, port=settings.port, native=args.native, show=not args.no_browser,
            reload=False, title="Lantern", favicon="🏮", storage_secret=storage_secret(settings),
            reconnect_timeout=10.0, show_welcome_message=True, root_path=settings.root_path,

@@ -13,6 +13,7 @@ from app.api.docs_routes import build_docs_router
 from app.api.routes import build_router
 from app.api.run_routes import build_run_router
 from app.api.studio_routes import build_studio_router
+from app.api_lane import open_api_lane
 from app.body_limit import BodyLimit
 from app.context import Lantern
 from app.gate import AuthGate
@@ -53,5 +54,6 @@ def build(lantern: Lantern) -> None:
     history.register(lantern)
     login.register(lantern, lantern.accounts if shared else None)
     settings_page.register(lantern)
+    app.on_startup(lambda: open_api_lane(app))  # NiceGUI adds its middlewares in ui.run, after this
     app.on_startup(lantern.startup)
     app.on_shutdown(lantern.shutdown)

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import re
 import signal
 import statistics
@@ -31,12 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.stream_browser import CHROMIUM, cpu_seconds, make_reply  # noqa: E402
+from bench.stream_browser import CHROMIUM, CLK_TCK, cpu_seconds, make_reply  # noqa: E402
 from tests.conftest import AppProcess  # noqa: E402
 from tests.e2e.conftest import FLAGS  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "concurrency.json"
 TARGET_P95_MS = 100.0
+FAKE_CMD = ["-m", "bench.concurrency"]
 TIMEOUT_S = 180.0
 FOOTER = re.compile(r"fake/bench · \d+ in / \d+ out")  # the reply's footer, shown once it is complete
 PROMPT = "Write a long markdown document about lanterns."
@@ -63,6 +65,7 @@ class Stream:
     tokens: int = 0
     gaps_ms: list[float] = field(default_factory=list)  # between successive tokens
     read_gaps_ms: list[float] = field(default_factory=list)  # between successive reads that carried tokens
+    late: list[tuple[float, float]] = field(default_factory=list)  # (s since start, ms) of gaps over the target
 
 
 # ---- clients ----------------------------------------------------------------------------------------
@@ -144,12 +147,14 @@ def _fill(s: Stream, t0: float, stamps: list[float]) -> None:
         s.first_token_s = stamps[0] - t0
         s.gaps_ms = [(b - a) * 1000 for a, b in itertools.pairwise(stamps)]
         s.read_gaps_ms = [g for g in s.gaps_ms if g > 0]  # tokens read together arrive with one timestamp
+        s.late = [(round(b - t0, 3), round((b - a) * 1000, 1)) for a, b in itertools.pairwise(stamps)
+                  if (b - a) * 1000 > TARGET_P95_MS]
 
 
 # ---- phases -----------------------------------------------------------------------------------------
 
 async def phase(app: AppProcess, browser: Any, tabs: int, clients: int, text: str,
-                profile: str | None = None) -> dict[str, Any]:
+                profile: str | None = None, fake_pid: int = 0) -> dict[str, Any]:
     """Start `tabs` tabs and `clients` SSE clients together; streams and server CPU for the phase."""
     last_heading = text.rsplit("## ", 1)[1].split("\n", 1)[0]
     start = asyncio.Event()
@@ -160,23 +165,51 @@ async def phase(app: AppProcess, browser: Any, tabs: int, clients: int, text: st
         tasks += [asyncio.create_task(sse_client(client, start, text)) for _ in range(clients)]
         await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 120)
         await asyncio.sleep(1.0)  # let the pages' own start-up work settle before the clock starts
-        spy = subprocess.Popen(["py-spy", "record", "--format", "raw", "-r", "200", "-o", profile, "-p",
-                                str(app.proc.pid)], stdout=subprocess.DEVNULL) if profile else None
-        cpu0, t0 = cpu_seconds(app.proc.pid), time.perf_counter()
+        # Non-blocking: pausing the process per sample (py-spy's default) distorted the latencies it profiles.
+        spy = subprocess.Popen([_py_spy(), "record", "--format", "raw", "-r", "100", "--nonblocking", "--gil",
+                                "-o", profile, "-p", str(app.proc.pid)], stdout=subprocess.DEVNULL) if profile else None
+        others0 = others_cpu(app.proc.pid, fake_pid)
+        cpu0, t0, t0_wall = cpu_seconds(app.proc.pid), time.perf_counter(), time.time()
         start.set()
         streams = list(await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT_S + 60))
         wall, cpu = time.perf_counter() - t0, cpu_seconds(app.proc.pid) - cpu0
+        others = {k: v - others0.get(k, 0.0) for k, v in others_cpu(app.proc.pid, fake_pid).items()}
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
             spy.wait(timeout=30)
-    return {"streams": streams, "wall_s": wall, "server_cpu_s": cpu}
+    return {"streams": streams, "wall_s": wall, "server_cpu_s": cpu, "other_cpu_s": others, "t0_wall": t0_wall}
+
+
+def _py_spy() -> str:
+    """py-spy from PATH, or beside this Python (a venv's bin)."""
+    import shutil
+
+    return shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+
+
+def others_cpu(app_pid: int, fake_pid: int) -> dict[str, float]:
+    """CPU seconds so far of everything else on the machine's two cores that this benchmark runs."""
+    busy = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    machine = (sum(busy) - busy[3] - busy[4]) / CLK_TCK  # all but idle and iowait
+    app, fake, me = _cpu(app_pid), _cpu(fake_pid) if fake_pid else 0.0, sum(os.times()[:2])
+    return {"fake upstream": fake, "clients (this process)": me,
+            "chromium and the rest": machine - app - fake - me}
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds of a process, 0 once it is gone."""
+    try:
+        return cpu_seconds(pid)
+    except (OSError, IndexError):
+        return 0.0
 
 
 def summarize(name: str, result: dict[str, Any], tokens: int, pace_ms: float) -> dict[str, Any]:
     """Gap percentiles per kind, errors, and server CPU per reply."""
     streams: list[Stream] = result["streams"]
     out: dict[str, Any] = {"phase": name, "replies": len(streams), "wall_s": result["wall_s"],
-                           "server_cpu_s": result["server_cpu_s"],
+                           "server_cpu_s": result["server_cpu_s"], "other_cpu_s": result["other_cpu_s"],
+                           "t0_wall": result["t0_wall"],
                            "cpu_per_reply_s": result["server_cpu_s"] / max(len(streams), 1),
                            "errors": [s.error for s in streams if not s.ok], "tokens": tokens, "pace_ms": pace_ms}
     for kind in ("sse", "tab"):
@@ -191,7 +224,8 @@ def summarize(name: str, result: dict[str, Any], tokens: int, pace_ms: float) ->
                          "first_token_p50_s": _pct(sorted(s.first_token_s for s in mine), 0.5),
                          "first_token_p95_s": _pct(sorted(s.first_token_s for s in mine), 0.95),
                          "headers_p50_s": _pct(sorted(s.headers_s for s in mine), 0.5),
-                         "updates_per_reply": statistics.median(s.tokens for s in mine)}
+                         "updates_per_reply": statistics.median(s.tokens for s in mine),
+                         "late_gaps": sorted(g for s in mine for g in s.late)}
     return out
 
 
@@ -209,7 +243,7 @@ async def main_async(tabs: int, clients: int, tokens: int, pace_ms: float, alone
     with tempfile.TemporaryDirectory(prefix="lantern-bench-conc-") as tmp:
         reply_file = Path(tmp) / "reply.md"
         reply_file.write_text(text)
-        fake = subprocess.Popen([sys.executable, "-m", "bench.concurrency", "--serve-fake", str(reply_file),
+        fake = subprocess.Popen([sys.executable, *FAKE_CMD, "--serve-fake", str(reply_file),
                                  "--pace-ms", str(pace_ms)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 text=True)
         app = None
@@ -229,8 +263,8 @@ async def main_async(tabs: int, clients: int, tokens: int, pace_ms: float, alone
                                for _ in range(alone_runs)]
                     phases += [summarize("tab alone", await phase(app, browser, 1, 0, text), tokens, pace_ms)
                                for _ in range(alone_runs)]
-                    phases.append(summarize("together", await phase(app, browser, tabs, clients, text, profile),
-                                            tokens, pace_ms))
+                    together = await phase(app, browser, tabs, clients, text, profile, fake.pid)
+                    phases.append(summarize("together", together, tokens, pace_ms))
                 finally:
                     await browser.close()
         finally:
@@ -277,7 +311,10 @@ def table(result: dict[str, Any]) -> str:
         first = f"{sse['first_token_p50_s']:.2f}" if sse else "–"
         lines.append(f"| {p['phase']} | {p['replies']} | {len(p['errors'])} | {sse_gaps} | {reads} | {tab_gaps} "
                      f"| {first} | {p['wall_s']:.1f} | {p['server_cpu_s']:.2f} | {p['cpu_per_reply_s']:.3f} |")
-    s = result["summary"]
+    s, last = result["summary"], result["phases"][-1]
+    others = ", ".join(f"{k} {v:.2f}" for k, v in last.get("other_cpu_s", {}).items())
+    lines += ["", f"CPU s in the together phase ({2 * last['wall_s']:.1f} available on 2 cores): "
+                  f"Lantern {last['server_cpu_s']:.2f}, {others}"]
     lines += ["", f"CPU per reply together ÷ alone: {s['cpu_ratio_vs_alone']:.2f}; target (zero errors, "
                   f"p95 ≤ {TARGET_P95_MS:g} ms) met: {s['met']}"]
     errors = result["phases"][-1]["errors"]

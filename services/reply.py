@@ -26,6 +26,7 @@ class ReplyBody:
         self.dropped = dropped
         self.tools = tools or {}
         self.parts: list[dict[str, Any]] = []
+        self._pieces: list[str] = []  # the last text part's deltas, joined when read: O(n), not a copy per token
         self.usage = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
 
     async def events(self) -> AsyncIterator[Event]:
@@ -41,6 +42,7 @@ class ReplyBody:
 
     async def finish(self, status: str, error: LanternError | None) -> dict[str, Any]:
         """Store the reply (partial on stop or failure), with its tool cards."""
+        self._settle()
         content = self.content
         fields: dict[str, Any] = {"content": content, "status": status, **self.usage}
         extra: dict[str, Any] = {"dropped_messages": self.dropped} if self.dropped else {}
@@ -56,17 +58,18 @@ class ReplyBody:
     @property
     def content(self) -> str:
         """The reply's text: its text parts, separated where tool calls stood between them."""
+        self._settle()
         return "\n\n".join(p["text"] for p in self.parts if p["type"] == "text" and p["text"].strip())
 
     def _remember(self, event: Event) -> None:
         """Fold one event into the ordered parts and the usage totals."""
         match event:
             case TextDelta(delta=delta):
-                if self.parts and self.parts[-1]["type"] == "text":
-                    self.parts[-1]["text"] += delta
-                else:
-                    self.parts.append({"type": "text", "text": delta})
+                if not (self.parts and self.parts[-1]["type"] == "text"):
+                    self.parts.append({"type": "text", "text": ""})
+                self._pieces.append(delta)
             case ToolCall(id=call_id, name=name, args=args):
+                self._settle()
                 self.parts.append({"type": "tool", "id": call_id, "name": name, "args": args,
                                    "output": None, "is_error": False, "seconds": None})
             case ToolOutput():
@@ -77,3 +80,9 @@ class ReplyBody:
                 self.usage["input_tokens"] += event.input_tokens
                 self.usage["output_tokens"] += event.output_tokens
                 self.usage["cost_usd"] += event.cost_usd
+
+    def _settle(self) -> None:
+        """Join the open text part's deltas into it."""
+        if self._pieces:
+            self.parts[-1]["text"] += "".join(self._pieces)
+            self._pieces.clear()

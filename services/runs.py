@@ -3,15 +3,18 @@
 A run's events get consecutive sequence numbers from 1. Subscribers first replay what is
 there (memory while the run is active, the database after), then follow live. Events are
 persisted in batches at boundaries (usage, step, turn, tool output) and at most every
-`flush_interval` seconds, never per token. Stop cancels the task; the body's upstream
+`flush_interval` seconds, never per token, by one writer task for all runs: a run never waits
+for the database while it streams, and 50 streaming runs cost one commit a second, not 50
+(issue #9: each run awaiting its own flush stalled its stream for the queue of the others').
+A run's end waits for its events to be stored. Stop cancels the task; the body's upstream
 stream is closed by that cancellation and the partial output is kept as `stopped`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -53,7 +56,6 @@ class ActiveRun:
     stop_requested: bool = False
     task: asyncio.Task[None] | None = None
     flushed: int = 0
-    last_flush: float = field(default_factory=time.monotonic)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     usage: dict[str, Any] = field(default_factory=lambda: {"input_tokens": 0, "output_tokens": 0,
                                                            "cost_usd": 0.0})
@@ -75,6 +77,9 @@ class RunManager:
         self.max_run_tokens = max_run_tokens
         self.active: dict[str, ActiveRun] = {}
         self._listeners: list[Callable[[ActiveRun], Awaitable[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._write_now = asyncio.Event()
+        self._write_lock = asyncio.Lock()
 
     def admit(self, user_id: str) -> None:
         """Count a new run for the user, or raise RateLimited; call before storing anything."""
@@ -86,7 +91,12 @@ class RunManager:
         await self.db.call(run_repo.create_run, run=run)
         active = ActiveRun(run=run, body=body)
         self.active[run.id] = active
-        active.task = asyncio.get_running_loop().create_task(self._drive(active), name=f"run-{run.id}")
+        loop = asyncio.get_running_loop()
+        active.task = loop.create_task(self._drive(active), name=f"run-{run.id}")
+        if self._writer is None or self._writer.done():
+            self._write_now = asyncio.Event()
+            self._write_lock = asyncio.Lock()
+            self._writer = loop.create_task(self._write_behind(), name="run-events-writer")
         return active
 
     async def stop(self, run_id: str) -> bool:
@@ -111,20 +121,14 @@ class RunManager:
 
     async def subscribe(self, run_id: str, after: int = 0) -> AsyncIterator[tuple[int, Event]]:
         """Every event after `after` in order: replay, then live until `done`."""
-        active = self.active.get(run_id)
-        if active is None:
-            for wire in await self.db.call(run_repo.load_events, run_id=run_id, after_seq=after):
-                yield wire["seq"], from_wire(wire["type"], wire["data"])
-            return
-        index = after
-        while True:
-            while index < len(active.events):
-                yield active.events[index]
-                index += 1
-            if active.status != "running" and index >= len(active.events):
-                return
-            wake = active.wake
-            await wake.wait()
+        follower = self.follow(run_id, after)
+        while (batch := await follower.next()) is not None:
+            for item in batch:
+                yield item
+
+    def follow(self, run_id: str, after: int = 0) -> Follower:
+        """A reader of the run's events after `after`, taken in batches (see `Follower`)."""
+        return Follower(self, run_id, after)
 
     async def shutdown(self) -> None:
         """Graceful exit: cancel active runs; each keeps its partial output as `interrupted`."""
@@ -135,6 +139,8 @@ class RunManager:
         tasks = [a.task for a in self.active.values() if a.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=10)
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
 
     async def _drive(self, active: ActiveRun) -> None:
         """Run the body, translate its end into a status, persist everything."""
@@ -189,23 +195,80 @@ class RunManager:
             active.usage["output_tokens"] += event.output_tokens
             active.usage["cost_usd"] += event.cost_usd
         self._wake(active)
-        if isinstance(event, BOUNDARIES) or time.monotonic() - active.last_flush > self.flush_interval:
-            await self._flush(active)
+        if isinstance(event, BOUNDARIES):
+            self._write_now.set()
+
+    async def _write_behind(self) -> None:
+        """Store every run's new events at boundaries and every `flush_interval`; ends when no run is left."""
+        while self.active:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.flush_interval):
+                    await self._write_now.wait()
+            self._write_now.clear()
+            try:
+                await self._store(list(self.active.values()))
+            except Exception:  # the next round (or the run's end) tries again; the stream goes on
+                log.exception("could not store run events")
 
     async def _flush(self, active: ActiveRun) -> None:
-        """Write the events not yet stored, as one batch."""
-        batch = [{"seq": seq, "type": ev.type, "data": ev.to_data()}
-                 for seq, ev in active.events[active.flushed:]]
-        active.flushed = len(active.events)
-        active.last_flush = time.monotonic()
-        if batch:
-            await self.db.call(run_repo.append_events, run_id=active.id, events=batch)
+        """Store this run's events not yet stored, after any write in progress."""
+        await self._store([active])
+
+    async def _store(self, runs: list[ActiveRun]) -> None:
+        """Write the given runs' unstored events in one transaction; on failure they stay unstored."""
+        async with self._write_lock:
+            marks = [(active, active.flushed, len(active.events)) for active in runs]
+            batches = [(active.id, [{"seq": seq, "type": ev.type, "data": ev.to_data()}
+                                    for seq, ev in active.events[start:end]])
+                       for active, start, end in marks if end > start]
+            if not batches:
+                return
+            await self.db.call(run_repo.append_event_batches, batches=batches)
+            for active, _start, end in marks:
+                active.flushed = end
 
     @staticmethod
     def _wake(active: ActiveRun) -> None:
         """Release everyone waiting for new events."""
         wake, active.wake = active.wake, asyncio.Event()
         wake.set()
+
+
+class Follower:
+    """One reader's place in a run: `next()` returns everything new at once, so a busy reader handles one
+    batch per wake-up instead of one event at a time, and a timed wait never disturbs the run."""
+
+    def __init__(self, manager: RunManager, run_id: str, after: int) -> None:
+        self._manager = manager
+        self._run_id = run_id
+        self._index = after
+        self._active: ActiveRun | None = None
+        self._started = False
+
+    async def next(self, timeout: float | None = None) -> list[tuple[int, Event]] | None:
+        """The events not read yet, waiting up to `timeout` for some (then `[]`); None once all are read."""
+        if not self._started:
+            self._started = True
+            self._active = self._manager.active.get(self._run_id)
+            if self._active is None:  # ended (or elsewhere): what the database has, then the end
+                wires = await self._manager.db.call(run_repo.load_events, run_id=self._run_id, after_seq=self._index)
+                self._index = -1
+                return [(w["seq"], from_wire(w["type"], w["data"])) for w in wires]
+        active = self._active
+        if active is None:
+            return None
+        while True:
+            if self._index < len(active.events):
+                batch = active.events[self._index:]
+                self._index = len(active.events)
+                return batch
+            if active.status != "running":
+                return None
+            try:
+                async with asyncio.timeout(timeout):
+                    await active.wake.wait()
+            except TimeoutError:
+                return []
 
 
 class TokenCapReached(LanternError):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,11 +49,18 @@ def make_engine(url: str) -> Engine:
 
 
 class Database:
-    """The app's database; every call runs in a worker thread, never on the event loop."""
+    """The app's database; every call runs in its own worker threads, never on the event loop.
+
+    Few threads, on purpose (issue #9): SQLAlchemy work is Python that holds the GIL, and with the default
+    executor's six threads all busy (58 runs starting or ending at once) the event loop got a seventh of
+    the interpreter and streams stalled for up to a second. SQLite has one writer anyway; PostgreSQL gets
+    a few threads so a slow query does not hold up the rest.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
+        self._threads = ThreadPoolExecutor(max_workers=1 if self.is_sqlite else 3, thread_name_prefix="lantern-db")
 
     @property
     def is_sqlite(self) -> bool:
@@ -79,7 +89,9 @@ class Database:
 
     async def call(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
         """Run a repository function in a worker thread and one transaction."""
-        return await asyncio.to_thread(self.session_call, fn, **kwargs)
+        context = contextvars.copy_context()  # as asyncio.to_thread does
+        return await asyncio.get_running_loop().run_in_executor(
+            self._threads, functools.partial(context.run, self.session_call, fn, **kwargs))
 
     async def ping(self) -> bool:
         """Whether the database answers."""
@@ -92,10 +104,11 @@ class Database:
             except SQLAlchemyError:
                 return False
 
-        return await asyncio.to_thread(_ping)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, _ping)
 
     def close(self) -> None:
         """Release pooled connections."""
+        self._threads.shutdown(wait=False)
         self.engine.dispose()
 
 

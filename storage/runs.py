@@ -42,6 +42,12 @@ def append_events(session: Session, *, run_id: str, events: list[dict[str, Any]]
                                   last_seq=events[-1]["seq"], events=events))
 
 
+def append_event_batches(session: Session, *, batches: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    """Persist several runs' batches in one transaction: one commit for every run that streamed."""
+    for run_id, events in batches:
+        append_events(session, run_id=run_id, events=events)
+
+
 def load_events(session: Session, *, run_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
     """The stored wire events of a run with seq > after_seq, in order."""
     stmt = (select(RunEventChunk).where(RunEventChunk.run_id == run_id,

@@ -55,7 +55,7 @@ def build_router(lantern: Lantern) -> APIRouter:
     async def chat_stream(body: ChatBody) -> Response:
         """Send messages and stream the reply as SSE; the run goes on if the client leaves."""
         start = await _start_chat(lantern, body)
-        response = sse_response(lantern.runs.subscribe(start.run.id))
+        response = sse_response(lantern.runs.follow(start.run.id))
         response.headers["X-Run-Id"] = start.run.id
         response.headers["X-Conversation-Id"] = start.conversation_id
         return response

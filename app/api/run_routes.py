@@ -67,8 +67,8 @@ def build_run_router(lantern: Lantern) -> APIRouter:
     async def events(run_id: str, last_event_id: str | None = Header(None)) -> Response:
         """Replay then follow a run as SSE, resuming after `Last-Event-ID`."""
         await owned(run_id)
-        after = min(int(last_event_id), 2**53) if last_event_id and last_event_id.isdecimal() else 0
-        return sse_response(lantern.runs.subscribe(run_id, after=after))
+        after = min(int(last_event_id), 2**31 - 1) if last_event_id and last_event_id.isdecimal() else 0  # seq is int32
+        return sse_response(lantern.runs.follow(run_id, after=after))
 
     @router.post("/api/runs/{run_id}/stop")
     async def stop(run_id: str) -> Response:

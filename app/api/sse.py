@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 from fastapi.responses import StreamingResponse
 from nicegui.server import Server
@@ -15,10 +15,18 @@ HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection":
 POLL_S = 1.0  # how often a quiet stream checks whether the server is shutting down
 
 
-def sse_response(events: AsyncIterator[tuple[int, Event]], *, keepalive_s: float = 15.0) -> StreamingResponse:
+def sse_response(source: EventSource, *, keepalive_s: float = 15.0) -> StreamingResponse:
     """A `text/event-stream` response of numbered events."""
-    return StreamingResponse(sse_frames(events, keepalive_s=keepalive_s, batch=True),
+    return StreamingResponse(sse_frames(source, keepalive_s=keepalive_s),
                              media_type="text/event-stream", headers=HEADERS)
+
+
+class EventSource(Protocol):
+    """Numbered events in batches (a run's `Follower`): [] when `timeout` passes quietly, None at the end."""
+
+    async def next(self, timeout: float | None = None) -> list[tuple[int, Event]] | None:
+        """The events not read yet."""
+        ...
 
 
 def frame(seq: int, event: Event) -> str:
@@ -26,47 +34,26 @@ def frame(seq: int, event: Event) -> str:
     return f"id: {seq}\nevent: {event.type}\ndata: {json.dumps(event.to_data(), ensure_ascii=False)}\n\n"
 
 
-async def sse_frames(events: AsyncIterator[tuple[int, Event]], *, keepalive_s: float,
-                     batch: bool = False) -> AsyncIterator[str]:
-    """Frames as events arrive, and a comment line whenever the stream is quiet for `keepalive_s`."""
-    queue: asyncio.Queue[tuple[int, Event] | None] = asyncio.Queue()
+async def sse_frames(source: EventSource, *, keepalive_s: float) -> AsyncIterator[str]:
+    """One chunk per batch of events, and a comment line whenever the stream is quiet for `keepalive_s`.
 
-    async def pump() -> None:
-        # A separate task so that waiting with a timeout never cancels the event iterator itself.
-        try:
-            async for item in events:
-                await queue.put(item)
-        finally:
-            await queue.put(None)
-
-    task = asyncio.create_task(pump())
+    Under load a batch holds several events, so each chunk, not each token, pays for the trip through the
+    middleware and the socket; waiting needs no helper task and no queue.
+    """
+    wait = min(POLL_S, keepalive_s)
     quiet = 0.0
-    try:
-        while True:
-            try:
-                async with asyncio.timeout(min(POLL_S, keepalive_s)):  # no task per wait, unlike wait_for
-                    item = await queue.get()
-            except TimeoutError:
-                if shutting_down():  # end cleanly: clients resume with Last-Event-ID after the restart
-                    break
-                quiet += min(POLL_S, keepalive_s)
-                if quiet >= keepalive_s:
-                    quiet = 0.0
-                    yield ": keepalive\n\n"
-                continue
+    while (batch := await source.next(timeout=wait)) is not None:
+        if batch:
             quiet = 0.0
-            if item is None:
-                break
-            # With `batch`, events already waiting go out as one chunk: under load each chunk, not each
-            # token, pays for the trip through the middleware stack and the socket.
-            chunk = [frame(*item)]
-            while batch and not queue.empty() and (item := queue.get_nowait()) is not None:
-                chunk.append(frame(*item))
-            yield "".join(chunk)
-            if item is None or shutting_down():
-                break
-    finally:
-        task.cancel()
+            yield "".join([frame(seq, event) for seq, event in batch])
+        elif not shutting_down():
+            quiet += wait
+            if quiet >= keepalive_s:
+                quiet = 0.0
+                yield ": keepalive\n\n"
+            continue
+        if shutting_down():  # end cleanly: clients resume with Last-Event-ID after the restart
+            return
 
 
 def shutting_down() -> bool:

@@ -112,9 +112,18 @@ class OpenAICompatProvider(Provider):
                 events = SSEDataDecoder()
                 try:
                     async for raw in chunks:
+                        # One delta per read, not per chunk: a busy server that reads several chunks at
+                        # once then handles one event for them all, so its cost falls as its load rises.
+                        texts: list[str] = []
                         for data in events.feed(raw):
-                            for text in reply.feed(data, body.request):
-                                yield TextDelta(delta=text)
+                            try:
+                                texts += reply.feed(data, body.request)
+                            except Exception:
+                                if texts:  # what came before a failure is still shown and kept
+                                    yield TextDelta(delta="".join(texts))
+                                raise
+                        if texts:
+                            yield TextDelta(delta="".join(texts))
                         if reply.done:
                             await _drain(body.http_version, chunks)
                             break

@@ -146,3 +146,17 @@ async def test_openapi_schema_and_docs_page_are_served(user: User) -> None:
     docs = await user.http_client.get("/docs")
     assert docs.status_code == 200 and "POST</span> <code>/api/chat/stream</code>" in docs.text
     assert "<script" not in docs.text  # self-contained: no CDN, nothing for the CSP to block
+
+
+async def test_api_requests_skip_the_page_session_but_keep_our_middleware(user: User) -> None:
+    user.http_client.cookies.clear()
+    for path in ("/api/models", "/api/conversations"):
+        response = await user.http_client.get(path)
+        assert response.status_code == 200
+        assert "session=" not in response.headers.get("set-cookie", "")  # the API lane skips NiceGUI's layers
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    page = await user.http_client.get("/")
+    assert "session=" in page.headers.get("set-cookie", "")  # NiceGUI's page storage is in place for pages
+    too_big = await user.http_client.post("/api/chat", content=b"x" * (2 << 20),
+                                          headers={"content-type": "application/json"})
+    assert too_big.status_code == 413 and too_big.json()["error"]["type"] == "too_large"
