@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "local_overhead": ("bench.local_overhead", [], ["--quick"]),
     "history_scale": ("bench.history_scale", [], ["--quick"]),
     "concurrency": ("bench.concurrency", [], ["--quick"]),
+    "concurrency_isolated": ("bench.concurrency", ["--isolate"], ["--quick", "--isolate"]),
     "stream_browser": ("bench.stream_browser", [], ["--sizes", "1000,4000"]),
 }
 
@@ -61,7 +62,8 @@ def summary_rows(ran: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """One headline row per benchmark, read back from its JSON results."""
     rows = []
     for n, name, fn in ((1, "stream_browser", _streaming), (2, "concurrency", _concurrency),
-                        (3, "local_overhead", _local), (4, "history_scale", _history), (5, "startup", _startup)):
+                        (2, "concurrency_isolated", _concurrency), (3, "local_overhead", _local),
+                        (4, "history_scale", _history), (5, "startup", _startup)):
         if name not in ran:
             continue
         path = RESULTS / f"{name}.json"
@@ -83,7 +85,8 @@ def _streaming(data: Any) -> tuple[str, str, str]:
 def _concurrency(data: Any) -> tuple[str, str, str]:
     """Gaps, errors and CPU ratio of the together phase."""
     s = data["summary"]
-    return (f"{s['tabs']} tabs + {s['clients']} SSE: errors {s['errors']}, SSE token gap p50/p95 "
+    where = "Lantern on its own core; " if s.get("isolated") else "all sharing 2 cores; "
+    return (f"{where}{s['tabs']} tabs + {s['clients']} SSE: errors {s['errors']}, SSE token gap p50/p95 "
             f"{s['sse_gap_p50_ms']:.1f}/{s['sse_gap_p95_ms']:.1f} ms, SSE read gap p95 "
             f"{s['sse_read_gap_p95_ms']:.0f} ms, SSE first token p50 {s['sse_first_token_p50_s']:.1f} s, "
             f"tab update gap p50/p95 "
