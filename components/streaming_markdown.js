@@ -12,13 +12,15 @@ globalThis._sm = (id, delta, blocks, end) => getElement(id)?.frame(delta, blocks
 export default {
   template: `
     <div class="lantern-md" @click="onClick">
-      <div v-for="(html, i) in blocks" :key="i" class="lantern-block" v-html="html"></div>
+      <div ref="done" class="lantern-done"></div>
       <div v-if="shownTail" class="lantern-tail">{{ shownTail }}</div>
       <span v-if="streaming" class="lantern-caret" aria-label="generating"></span>
     </div>`,
   props: { state: Object },
   data() {
-    return { blocks: [], tail: "", shown: 0, streaming: false, version: -1, revealing: false };
+    // Finished blocks are not reactive data: they go into the DOM once (see `freeze`), so an update costs
+    // the new text, not a re-render of every block so far (which made a long reply O(n²) in the browser).
+    return { tail: "", shown: 0, streaming: false, version: -1, revealing: false };
   },
   computed: {
     shownTail() {
@@ -28,7 +30,12 @@ export default {
     },
   },
   created() {
+    this.unmounted = []; // blocks' HTML rendered before the element is in the page
     this.reset(this.state);
+  },
+  mounted() {
+    this.$refs.done.insertAdjacentHTML("beforeend", this.unmounted.join(""));
+    this.unmounted = [];
   },
   watch: {
     state(value) {
@@ -41,7 +48,8 @@ export default {
       if (!state || state.v === this.version) return;
       this.version = state.v;
       this.follow(() => {
-        this.blocks = [];
+        this.unmounted = [];
+        if (this.$refs.done) this.$refs.done.replaceChildren();
         this.tail = state.t;
         this.freeze(state.b);
         if (!state.l) this.tail = "";
@@ -86,7 +94,9 @@ export default {
         this.tail = this.tail.slice(blocks[i]);
         this.shown = Math.max(0, this.shown - blocks[i]); // a finished block shows whole, at once
         fenceHints = blocks[i + 1] || [];
-        this.blocks.push(md.render(source));
+        const html = `<div class="lantern-block">${md.render(source)}</div>`;
+        if (this.$refs.done) this.$refs.done.insertAdjacentHTML("beforeend", html);
+        else this.unmounted.push(html);
       }
     },
     follow(change) {
