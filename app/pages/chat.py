@@ -129,14 +129,16 @@ class ChatPage:
 
     def _composer(self) -> None:
         """Input, send and stop; Enter sends, Shift+Enter adds a line, Esc stops."""
-        with ui.row().classes("w-full items-end gap-2 sticky bottom-0 py-2 bg-inherit"):
+        # Send or Stop shows by a class on this row (CSS in lantern.css): switching re-sends the row alone,
+        # ~100 bytes, not both buttons with their listeners (~1.3 KB per reply; issue #9's byte budget).
+        with ui.row().classes("w-full items-end gap-2 sticky bottom-0 py-2 bg-inherit lantern-composer") as row:
+            self.composer_row = row
             self.input = ui.textarea(placeholder="Message Lantern…").props("autogrow outlined autofocus") \
                 .classes("flex-grow").mark("composer")
             self.input.on("keydown.enter.exact.prevent", self.send)
             self.input.on("keydown.esc", self.stop)
-            self.send_button = icon_button("send", "Send (Enter)", self.send, props="round")
-            self.stop_button = icon_button("stop", "Stop (Esc)", self.stop, props="round color=negative")
-            self.stop_button.set_visibility(False)
+            icon_button("send", "Send (Enter)", self.send, props="round").classes("lantern-send")
+            icon_button("stop", "Stop (Esc)", self.stop, props="round color=negative").classes("lantern-stop")
         ui.keyboard(lambda e: self.stop() if e.key.escape and e.action.keydown else None, ignore=[])
 
     async def render_thread(self, *, show_all: bool = False) -> None:
@@ -295,8 +297,7 @@ class ChatPage:
     def _follow(self, run_id: str, view: MessageView) -> None:
         """Stream a run's events into a reply view, in the background."""
         self.running_run = run_id
-        self.stop_button.set_visibility(True)
-        self.send_button.set_visibility(False)
+        self.composer_row.classes(add="lantern-running")
         background_tasks.create(self._consume(run_id, view), name=f"follow-{run_id}")
 
     async def _consume(self, run_id: str, view: MessageView) -> None:
@@ -326,9 +327,8 @@ class ChatPage:
                                     cost_usd=usage.cost_usd if usage else 0.0, status=status)
         if self.running_run == run_id:
             self.running_run = None
-        if not self.stop_button.is_deleted:
-            self.stop_button.set_visibility(False)
-            self.send_button.set_visibility(True)
+        if not self.composer_row.is_deleted:
+            self.composer_row.classes(remove="lantern-running")
 
     # ---- sidebar -------------------------------------------------------------------------------
 

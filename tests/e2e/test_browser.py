@@ -84,8 +84,12 @@ async def test_reload_mid_reply_continues_and_esc_stops(app_process: AppProcess,
                                  timeout=5_000)
     before = len(await reply.inner_text())
     await page.wait_for_function(f"() => document.querySelector('.lantern-md').innerText.length > {before + 20}")
+    stop, send_button = page.get_by_role("button", name="Stop (Esc)"), page.get_by_role("button", name="Send (Enter)")
+    assert await stop.is_visible() and not await send_button.is_visible()  # while a reply is written: Stop
     await page.keyboard.press("Escape")
     await page.get_by_text("stopped").wait_for(timeout=10_000)
+    await send_button.wait_for(state="visible", timeout=5_000)
+    assert not await stop.is_visible()  # and Send again once it ended
     kept = await reply.inner_text()
     await asyncio.sleep(0.5)
     assert await reply.inner_text() == kept  # nothing arrives after stop
