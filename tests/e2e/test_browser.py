@@ -76,6 +76,8 @@ async def test_reload_mid_reply_continues_and_esc_stops(app_process: AppProcess,
     await choose_model(page, "scripted/slow")
     await send(page, "Talk for a while")
     reply = page.locator(".lantern-md").last
+    box = page.get_by_placeholder("Message Lantern…")
+    await page.wait_for_function("() => document.querySelector('textarea').value === ''", timeout=5_000)
     await page.wait_for_function("() => (document.querySelector('.lantern-md')?.innerText || '').length > 50")
     await page.reload()  # the run goes on without the tab; the new page replays and follows it
     await page.get_by_role("main").get_by_text("Talk for a while").wait_for()
@@ -97,6 +99,11 @@ async def test_reload_mid_reply_continues_and_esc_stops(app_process: AppProcess,
     conv = httpx.get(f"{app_process.url}/api/conversations/{listing['items'][0]['id']}").json()
     assert conv["messages"][-1]["status"] == "stopped"
     assert conv["messages"][-1]["content"].strip() == kept.strip()
+    await send(page, "And now?")  # the box was cleared: only the new text is sent
+    await page.get_by_role("main").get_by_text("And now?", exact=True).wait_for(timeout=10_000)
+    assert await box.input_value() == ""
+    conv = httpx.get(f"{app_process.url}/api/conversations/{listing['items'][0]['id']}").json()
+    assert [m["content"] for m in conv["messages"] if m["role"] == "user"] == ["Talk for a while", "And now?"]
 
 
 async def test_redrawn_history_and_tool_cards_show_their_text(app_process: AppProcess, page: Any) -> None:

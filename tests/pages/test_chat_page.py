@@ -31,6 +31,8 @@ async def test_send_shows_the_streamed_reply_and_stores_it(scripted_default: Non
     await user.should_see("Hello! I am a **scripted** model.")
     await user.should_see("scripted/hello")  # the reply's footer: model, tokens, cost
     await user.should_not_see("Ask anything")
+    [composer] = user.find(marker="composer").elements
+    assert composer.value == ""  # the box is empty for the next message
     [conv_id] = await conversation_ids(user)
     # Reopening the conversation shows the stored messages.
     await user.open(f"/chat/{conv_id}")
