@@ -165,7 +165,8 @@ def list_conversations(session: Session, *, user_id: str, q: str = "", limit: in
         if pg:
             session.execute(text("SELECT set_config('enable_seqscan', :v, true)"), {"v": previous})
         page = [conv for conv, _n in rows]
-        total = rows[0][1] if rows else None
+        # No row on the first page means no match: counting again would scan (unsteered) for nothing.
+        total = rows[0][1] if rows else (0 if offset == 0 else None)
     else:
         page = list(session.exec(select(Conversation).where(*where).order_by(newest).limit(limit).offset(offset)))
         total = None if len(page) == limit or offset else len(page)
