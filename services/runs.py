@@ -188,7 +188,7 @@ class RunManager:
         self.active.pop(active.id, None)
 
     async def _emit(self, active: ActiveRun, event: Event) -> None:
-        """Number, keep and announce one event; flush at boundaries and on a timer."""
+        """Number, keep and announce one event; at a boundary, ask the writer to store at once."""
         active.events.append((len(active.events) + 1, event))
         if isinstance(event, Usage):
             active.usage["input_tokens"] += event.input_tokens

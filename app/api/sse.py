@@ -46,12 +46,9 @@ async def sse_frames(source: EventSource, *, keepalive_s: float) -> AsyncIterato
         if batch:
             quiet = 0.0
             yield "".join([frame(seq, event) for seq, event in batch])
-        elif not shutting_down():
-            quiet += wait
-            if quiet >= keepalive_s:
-                quiet = 0.0
-                yield ": keepalive\n\n"
-            continue
+        elif (quiet := quiet + wait) >= keepalive_s and not shutting_down():
+            quiet = 0.0
+            yield ": keepalive\n\n"
         if shutting_down():  # end cleanly: clients resume with Last-Event-ID after the restart
             return
 
