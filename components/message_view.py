@@ -20,7 +20,7 @@ from components.tool_card import ToolCard
 STATUS_LABEL = {"stopped": "stopped", "failed": "failed", "interrupted": "interrupted",
                 "running": "generating…"}
 
-TAIL_CLASSES = {"note": "text-xs opacity-70 italic", "error": "text-negative text-sm", "footer": "text-xs opacity-60"}
+TAIL_CLASSES = {"note": "lantern-msg-note", "error": "text-negative text-sm", "footer": "lantern-msg-foot"}
 
 Handler = Callable[[], Awaitable[None]]
 
@@ -43,8 +43,10 @@ class MessageView:
         self.role = role
         self.content = content
         card_class = "lantern-msg-user" if role == "user" else "lantern-msg-assistant"
-        with ui.column().classes(f"w-full gap-1 rounded-lg px-4 py-3 {card_class}") as self.box:
-            with ui.row().classes("w-full items-center gap-2 text-xs opacity-70"):
+        # Plain elements with one class each (CSS in lantern.css): every element reaches the browser with its
+        # class list, and a send draws two messages (issue #9 counts those bytes).
+        with ui.element("div").classes(f"lantern-msg {card_class}") as self.box:
+            with ui.element("div").classes("lantern-msg-head"):
                 ui.icon("person" if role == "user" else "auto_awesome")
                 ui.label({"user": "You", "assistant": "Assistant"}.get(role, role.title()))
                 if created is not None:
@@ -63,7 +65,7 @@ class MessageView:
             if role == "user":
                 self.text = ui.label(content).classes("whitespace-pre-wrap")
             else:
-                self.segments = ui.column().classes("w-full gap-2")
+                self.segments = ui.element("div").classes("lantern-msg-parts")
                 with self.segments:
                     self.body = StreamingMarkdown(live=live)
             self.cards: dict[str, ToolCard] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -75,7 +76,8 @@ async def main() -> None:
                 box = page.get_by_placeholder("Message Lantern…")
                 await box.fill("How do I reverse a string in Python?")
                 await box.press("Enter")
-                await page.get_by_text("scripted/showcase ·").wait_for(timeout=30_000)
+                # The reply's footer ("… · 8 in / 57 out tokens"), not the model picker's "scripted/showcase · tools".
+                await page.get_by_text(re.compile(r"scripted/showcase · \d+ in")).wait_for(timeout=30_000)
                 await page.screenshot(path=str(out / "chat.png"))
                 await page.keyboard.press("Control+Shift+D")
                 await asyncio.sleep(0.5)
