@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -33,13 +34,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.stream_browser import CHROMIUM, CLK_TCK, cpu_seconds, make_reply  # noqa: E402
+from bench.common import CLK_TCK, cpu_seconds, publish  # noqa: E402
+from bench.stream_browser import CHROMIUM, make_reply  # noqa: E402
 from tests.conftest import AppProcess  # noqa: E402
 from tests.e2e.conftest import FLAGS  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "concurrency.json"
 TARGET_P95_MS = 100.0
-FAKE_CMD = ["-m", "bench.concurrency"]
 TIMEOUT_S = 180.0
 FOOTER = re.compile(r"fake/bench · \d+ in / \d+ out")  # the reply's footer, shown once it is complete
 PROMPT = "Write a long markdown document about lanterns."
@@ -183,8 +184,6 @@ async def phase(app: AppProcess, browser: Any, tabs: int, clients: int, text: st
 
 def _py_spy() -> str:
     """py-spy from PATH, or beside this Python (a venv's bin)."""
-    import shutil
-
     return shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
 
 
@@ -258,7 +257,7 @@ async def main_async(tabs: int, clients: int, tokens: int, pace_ms: float, alone
     with tempfile.TemporaryDirectory(prefix="lantern-bench-conc-") as tmp:
         reply_file = Path(tmp) / "reply.md"
         reply_file.write_text(text)
-        fake = subprocess.Popen([sys.executable, *FAKE_CMD, "--serve-fake", str(reply_file),
+        fake = subprocess.Popen([sys.executable, "-m", "bench.concurrency", "--serve-fake", str(reply_file),
                                  "--pace-ms", str(pace_ms)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 text=True)
         app = None
@@ -393,11 +392,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         args.tabs, args.clients, args.tokens, args.alone_runs = 2, 10, 150, 1
     result = asyncio.run(main_async(args.tabs, args.clients, args.tokens, args.pace_ms, args.alone_runs,
                                    args.profile, args.isolate))
-    print(table(result))
-    out = RESULTS.with_name("concurrency_isolated.json") if args.isolate else RESULTS
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {out.relative_to(ROOT)}")
+    publish(result, table(result), RESULTS.with_name("concurrency_isolated.json") if args.isolate else RESULTS)
     return result
 
 

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import publish  # noqa: E402
 from storage import conversations as conv_repo  # noqa: E402
 from storage.engine import Database, make_engine  # noqa: E402
 from storage.migrations import migrate, rebuild_conversation_search  # noqa: E402
@@ -373,10 +374,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         raise SystemExit("the PostgreSQL server must be local")
     results = [run_backend(b.strip(), spec, 3 if args.quick else args.reps, args.keep, not args.no_http)
                for b in args.backends.split(",") if b.strip()]
-    print(table(results))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    publish(results, table(results), RESULTS)
     return results
 
 

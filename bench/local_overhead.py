@@ -9,7 +9,6 @@ Decode rate = (tokens - 1) / (last token time - first token time): prompt proces
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import publish  # noqa: E402
 from services.providers.local import LocalProvider  # noqa: E402
 from tests.conftest import AppProcess  # noqa: E402
 
@@ -137,10 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="3 rounds of 128 tokens")
     args = parser.parse_args(argv)
     result = run(3, 128) if args.quick else run(args.rounds, args.tokens)
-    print(table(result))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    publish(result, table(result), RESULTS)
     return result
 
 

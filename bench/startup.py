@@ -8,7 +8,6 @@ arrives; "cold" runs use a fresh data directory (new database), "warm" runs rest
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.stream_browser import peak_rss_mb  # noqa: E402
+from bench.common import peak_rss_mb, publish  # noqa: E402
 from tests.conftest import AppProcess as _AppProcess  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
@@ -141,10 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--root", type=Path, default=ROOT, help="another checkout to start (before/after a patch)")
     args = parser.parse_args(argv)
     result = run(2 if args.quick else args.runs, args.root.resolve())
-    print(table(result))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    publish(result, table(result), RESULTS)
     return result
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import statistics
 import sys
@@ -35,6 +34,7 @@ if str(ROOT) not in sys.path:
 from playwright.async_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from playwright.async_api import async_playwright  # noqa: E402
 
+from bench.common import cpu_seconds, peak_rss_mb, publish  # noqa: E402
 from tests.conftest import AppProcess  # noqa: E402
 from tests.e2e.conftest import FLAGS  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI, Reply  # noqa: E402
@@ -55,7 +55,6 @@ WATCH_JS = """() => {
     if (body && records.some((r) => body.contains(r.target))) window.__lastChange = Date.now();
   }).observe(document.body, { subtree: true, childList: true, characterData: true });
 }"""
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -101,20 +100,6 @@ def _section(i: int) -> str:
         return text + "| id | square | name |\n|---|---:|---|\n" + rows + "\n"
     code = "".join(f"    total += {k} * x  # step {k}\n" for k in range(5))
     return text + f"```python\ndef glow_{i}(x: int) -> int:\n    total = 0\n{code}    return total\n```\n\n"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process, from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def peak_rss_mb(pid: int) -> float:
-    """Peak resident set (VmHWM) of a process in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class TimedFake(FakeOpenAI):
@@ -277,10 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     results = asyncio.run(main_async(sizes, args.pace_ms, max(args.repeat, 1), args.dump))
-    print(table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    publish([asdict(r) for r in results], table(results), args.out)
     if not all(r.ok and r.complete for r in results):
         sys.exit(1)
 
