@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, SCRIPTS, free_port
+from tests.conftest import ROOT, SCRIPTS, free_port, stop_process
 
 XVFB = shutil.which("Xvfb")
 # QtWebEngine's Chromium: no sandbox as root (containers, CI), and nothing fetched from the network.
@@ -53,7 +53,7 @@ def display() -> Iterator[str]:
             pytest.skip("Xvfb did not start")
         yield f":{number}"
     finally:
-        stop(xvfb)
+        stop_process(xvfb)
 
 
 def test_native_window_shows_the_app(display: str, tmp_path: Path) -> None:
@@ -114,16 +114,6 @@ def wait_for(probe: Any, app: subprocess.Popen[bytes], log: Path, timeout: float
     if "Could not load the Qt platform plugin" in text:
         pytest.skip("Qt cannot open a window here: install its X11 libraries (docs/DEPLOY.md, native window)")
     pytest.fail(f"{what}:\n{text[-3000:]}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM a process we started, SIGKILL if it lingers."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:

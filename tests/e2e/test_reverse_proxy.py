@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, AppProcess, free_port
+from tests.conftest import ROOT, AppProcess, free_port, stop_process
 
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 DOC = ROOT / "docs" / "DEPLOY.md"
@@ -47,13 +47,7 @@ class Nginx:
 
     def stop(self) -> None:
         """Fast shutdown of the master we started (its workers go with it)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture
