@@ -93,7 +93,7 @@ class RunManager:
         self.active[run.id] = active
         loop = asyncio.get_running_loop()
         active.task = loop.create_task(self._drive(active), name=f"run-{run.id}")
-        if self._writer is None or self._writer.done():
+        if self._writer is None or self._writer.done():  # it ends when no run is left; made on this loop
             self._write_now = asyncio.Event()
             self._write_lock = asyncio.Lock()
             self._writer = loop.create_task(self._write_behind(), name="run-events-writer")
@@ -242,18 +242,15 @@ class Follower:
         self._manager = manager
         self._run_id = run_id
         self._index = after
-        self._active: ActiveRun | None = None
-        self._started = False
+        self._active = manager.active.get(run_id)  # kept even if the run ends: its events stay readable
+        self._replay_pending = self._active is None  # not running here: the database has it
 
     async def next(self, timeout: float | None = None) -> list[tuple[int, Event]] | None:
         """The events not read yet, waiting up to `timeout` for some (then `[]`); None once all are read."""
-        if not self._started:
-            self._started = True
-            self._active = self._manager.active.get(self._run_id)
-            if self._active is None:  # ended (or elsewhere): what the database has, then the end
-                wires = await self._manager.db.call(run_repo.load_events, run_id=self._run_id, after_seq=self._index)
-                self._index = -1
-                return [(w["seq"], from_wire(w["type"], w["data"])) for w in wires]
+        if self._replay_pending:
+            self._replay_pending = False
+            wires = await self._manager.db.call(run_repo.load_events, run_id=self._run_id, after_seq=self._index)
+            return [(w["seq"], from_wire(w["type"], w["data"])) for w in wires]
         active = self._active
         if active is None:
             return None
