@@ -13,13 +13,15 @@ from functools import partial
 from typing import Any
 
 from nicegui import ui
+from nicegui.elements.mixins.text_element import TextElement
 
 Loader = Callable[[str], Awaitable[list[dict[str, Any]]]]
 OneLoader = Callable[[str], Awaitable[dict[str, Any] | None]]
 Action = Callable[[str, str], Awaitable[None]]
 
-ROW_CLASSES = "w-full items-center no-wrap rounded px-2 hover:bg-gray-500/10"
-ACTIVE_CLASS = "bg-primary/10"
+# One class each (CSS in lantern.css): a first send adds a row, and issue #9 counts every byte of it.
+ROW_CLASS = "lantern-conv"
+ACTIVE_CLASS = "lantern-conv-on"
 
 
 @dataclass(slots=True)
@@ -28,17 +30,27 @@ class _Row:
 
     id: str
     title: str
-    box: ui.row
-    link: ui.link
+    box: ui.element
+    link: Anchor
     actions: ui.button
+
+
+class Anchor(TextElement):
+    """A plain `<a>`: `ui.link` is a component (a module to load) with a longer record on the wire."""
+
+    def __init__(self, text: str, href: str) -> None:
+        super().__init__(tag="a", text=text)
+        self._props["href"] = href
 
 
 class ConversationList:
     """Lists conversations; `refresh()` reloads with the current search, `touch()` updates one row."""
 
     def __init__(self, *, load: Loader, load_one: OneLoader, rename: Action,
-                 delete: Callable[[str], Awaitable[None]], current: str | None, limit: int = 100) -> None:
+                 delete: Callable[[str], Awaitable[None]], href: Callable[[str], str], current: str | None,
+                 limit: int = 100) -> None:
         self._load, self._load_one, self._rename, self._delete = load, load_one, rename, delete
+        self._href = href  # a conversation's address as the browser must ask for it (behind a proxy's prefix)
         self.current, self.limit = current, limit
         self.rows: dict[str, _Row] = {}  # in display order, newest first
         self._empty: ui.label | None = None
@@ -49,7 +61,7 @@ class ConversationList:
             self.search = ui.input(placeholder="Search conversations").props("dense clearable outlined") \
                 .classes("w-full")
             self.search.on("update:model-value", self.refresh, throttle=0.3, leading_events=False)
-            self.items = ui.column().classes("w-full gap-0").mark("conversation-list")
+            self.items = ui.element().classes("lantern-convs").mark("conversation-list")
             # The shared menu rests here while no row has it, so clearing the rows never deletes it.
             self._menu_home = ui.element()
             with self._menu_home, ui.menu() as self.menu:
@@ -111,10 +123,9 @@ class ConversationList:
     def _add_row(self, item: dict[str, Any]) -> _Row:
         """One conversation: click to open; its actions button opens the shared menu."""
         conv_id, title = item["id"], item["title"]
-        classes = f"{ROW_CLASSES} {ACTIVE_CLASS}" if conv_id == self.current else ROW_CLASSES
-        with ui.row().classes(classes).mark("conversation-row") as box:
-            link = ui.link(title, f"/chat/{conv_id}") \
-                .classes("flex-grow truncate no-underline text-inherit text-sm py-1")
+        classes = f"{ROW_CLASS} {ACTIVE_CLASS}" if conv_id == self.current else ROW_CLASS
+        with ui.element().classes(classes).mark("conversation-row") as box:
+            link = Anchor(title, self._href(conv_id))
             actions = ui.button(icon="more_vert", on_click=partial(self._open_menu, conv_id)) \
                 .props("flat round dense size=sm aria-haspopup=menu").mark("conversation-actions")
         actions.props["aria-label"] = _actions_label(title)

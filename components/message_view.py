@@ -14,6 +14,7 @@ from typing import Any
 
 from nicegui import ui
 
+from components.message_card import MessageCard
 from components.streaming_markdown import StreamingMarkdown
 from components.tool_card import ToolCard
 
@@ -42,24 +43,18 @@ class MessageView:
                  on_regenerate: Handler | None = None) -> None:
         self.role = role
         self.content = content
-        card_class = "lantern-msg-user" if role == "user" else "lantern-msg-assistant"
-        # Plain elements with one class each (CSS in lantern.css): every element reaches the browser with its
-        # class list, and a send draws two messages (issue #9 counts those bytes).
-        with ui.element("div").classes(f"lantern-msg {card_class}") as self.box:
-            with ui.element("div").classes("lantern-msg-head"):
-                ui.icon("person" if role == "user" else "auto_awesome")
-                ui.label({"user": "You", "assistant": "Assistant"}.get(role, role.title()))
-                if created is not None:
-                    stamp = ui.label(created.strftime("%Y-%m-%d %H:%M"))
-                    stamp.props["title"] = created.isoformat(timespec="seconds")
-                ui.space()
-                if branch is not None and branch.count > 1:
-                    self._switcher(branch)
-                if on_edit is not None:
-                    _action("edit", "Edit and rerun from here", lambda: self._start_edit(on_edit), marker="edit")
-                self.regenerate: ui.button | None = None
-                if on_regenerate is not None:
-                    self.regenerate = _action("refresh", "Regenerate", on_regenerate, marker="regenerate")
+        # One element draws the box, header and buttons (components/message_card.py): issue #9 counts every
+        # send's bytes, and a header of NiceGUI elements with a listener per button was ~1 KB per message.
+        with MessageCard(role=role, created=created,
+                         branch=(branch.index, branch.count) if branch is not None else None) as self.box:
+            if branch is not None and branch.index > 0:
+                self.box.offer("branch-prev", lambda: branch.go(branch.index - 1))
+            if branch is not None and branch.index + 1 < branch.count:
+                self.box.offer("branch-next", lambda: branch.go(branch.index + 1))
+            if on_edit is not None:
+                self.box.offer("edit", lambda: self._start_edit(on_edit))
+            if on_regenerate is not None:
+                self.box.offer("regenerate", on_regenerate)
             self.body: StreamingMarkdown | None = None
             self.live = live
             if role == "user":
@@ -114,9 +109,7 @@ class MessageView:
 
     def drop_regenerate(self) -> None:
         """This reply is no longer the last one: regenerating is offered on the last only."""
-        if self.regenerate is not None:
-            self.regenerate.delete()
-            self.regenerate = None
+        self.box.withdraw("regenerate")
 
     def _line(self, kind: str, text: str) -> None:
         """Set one of the lines below the body, creating it in its place the first time."""
@@ -130,14 +123,6 @@ class MessageView:
         if later:
             label.move(self.box, target_index=len(self.box.default_slot.children) - 1 - later)
         self._tail[kind] = label
-
-    def _switcher(self, branch: Branch) -> None:
-        """Previous / "2 of 3" / next, between sibling versions of this message."""
-        _action("chevron_left", "Previous version", lambda: branch.go(branch.index - 1),
-                marker="branch-prev").set_enabled(branch.index > 0)
-        ui.label(f"{branch.index + 1}/{branch.count}")
-        _action("chevron_right", "Next version", lambda: branch.go(branch.index + 1),
-                marker="branch-next").set_enabled(branch.index + 1 < branch.count)
 
     def _start_edit(self, on_edit: Callable[[str], Awaitable[None]]) -> None:
         """Swap the text for an editor with Save and Cancel."""
@@ -161,9 +146,3 @@ class MessageView:
                 ui.button("Cancel", on_click=cancel).props("flat dense")
                 ui.button("Save & rerun", on_click=save).props("dense").mark("edit-save")
 
-
-def _action(icon: str, label: str, on_click: Any, *, marker: str) -> ui.button:
-    """An icon button named for screen readers, with its name as the hover hint (no tooltip element)."""
-    button = ui.button(icon=icon, on_click=on_click).props("flat round dense size=sm").mark(marker)
-    button.props["aria-label"] = button.props["title"] = label
-    return button

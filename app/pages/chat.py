@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nicegui import background_tasks, ui
+from nicegui import background_tasks, context, ui
 
 from app.auth import current_user_id
 from app.context import Lantern
@@ -12,6 +12,7 @@ from app.pages.frame import frame
 from app.urls import url
 from components.buttons import icon_button
 from components.conversation_list import ConversationList
+from components.message_card import listen as listen_for_message_actions
 from components.message_view import Branch, MessageView
 from services.chat import ChatStart
 from services.errors import LanternError
@@ -58,10 +59,12 @@ class ChatPage:
         if self.conversation_id:
             conv = await self.lantern.db.call(conv_repo.get_conversation,
                                               conversation_id=self.conversation_id, user_id=current_user_id())
+        listen_for_message_actions(context.client)  # now, so a first send does not redraw the page's layout
         with frame("Tools" if self.with_tools else "Chat") as chrome:
             with chrome.drawer:
                 self.sidebar = ConversationList(load=self._list, load_one=self._one, rename=self._rename,
-                                                delete=self._delete, current=self.conversation_id)
+                                                delete=self._delete, href=lambda i: url(f"/chat/{i}"),
+                                                current=self.conversation_id)
             await self.sidebar.refresh()
             if self.conversation_id and conv is None:
                 ui.label("This conversation does not exist (it may have been deleted).").classes("text-lg")
@@ -131,7 +134,7 @@ class ChatPage:
         """Input, send and stop; Enter sends, Shift+Enter adds a line, Esc stops."""
         # Send or Stop shows by a class on this row (CSS in lantern.css): switching re-sends the row alone,
         # ~100 bytes, not both buttons with their listeners (~1.3 KB per reply; issue #9's byte budget).
-        with ui.row().classes("w-full items-end gap-2 sticky bottom-0 py-2 bg-inherit lantern-composer") as row:
+        with ui.element().classes("lantern-composer") as row:
             self.composer_row = row
             self.input = ui.textarea(placeholder="Message Lantern…").props("autogrow outlined autofocus") \
                 .classes("flex-grow").mark("composer")

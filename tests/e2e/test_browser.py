@@ -120,6 +120,11 @@ async def test_redrawn_history_and_tool_cards_show_their_text(app_process: AppPr
     await page.get_by_text("2/2").wait_for(timeout=15_000)
     await page.get_by_role("button", name="Previous version").click()
     await page.get_by_text("1/2").wait_for()
+    assert await page.get_by_role("button", name="Previous version").is_disabled()
+    assert await page.get_by_role("button", name="Next version").is_enabled()
+    heads = [await h.inner_text() for h in await page.locator(".lantern-msg-head").all()]
+    assert "You" in heads[0] and "Assistant" in heads[1]
+    assert all(re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", h) for h in heads)  # when, in the reader's zone
     await page.locator(".q-expansion-item").filter(has_text="sql_query").first \
         .get_by_text("SELECT COUNT(*) AS regions FROM regions").wait_for()
 

@@ -7,8 +7,12 @@ import asyncio
 import pytest
 from nicegui import ui
 from nicegui.testing import User
+from nicegui.testing.user_interaction import UserInteraction
 
+from components.conversation_list import Anchor
+from components.message_card import EVENT, MessageCard
 from components.streaming_markdown import StreamingMarkdown
+from tests.pages.actions import press
 
 SEND = "keydown.enter.exact.prevent"
 
@@ -110,7 +114,7 @@ async def test_sidebar_lists_searches_renames_and_deletes(scripted_default: None
     user.find(marker="conversation-actions").click()  # the row's button opens the shared menu for it
     user.find(marker="rename").click()
     user.find(marker="rename-title").clear().type("Revenue Q3").trigger("keydown.enter")
-    await user.should_see(kind=ui.link, content="Revenue Q3")
+    await user.should_see(kind=Anchor, content="Revenue Q3")
     user.find(marker="conversation-actions").click()
     user.find(marker="delete").click()
     await user.should_see("This cannot be undone")
@@ -123,7 +127,7 @@ async def test_sidebar_lists_searches_renames_and_deletes(scripted_default: None
 def sidebar_rows(user: User) -> list[tuple[str, ui.element]]:
     """The sidebar's rows in order, as (title, row element)."""
     items = user.find(marker="conversation-list").elements.pop()
-    return [(row.default_slot.children[0].text, row) for row in items if isinstance(row, ui.row)]
+    return [(row.default_slot.children[0].text, row) for row in items if "lantern-conv" in row.classes]
 
 
 async def test_sidebar_updates_one_row_per_send(scripted_default: None, user: User) -> None:
@@ -137,9 +141,9 @@ async def test_sidebar_updates_one_row_per_send(scripted_default: None, user: Us
     await user.should_see("I am a **scripted** model")
     # A new conversation: one row added on top and highlighted; the others are the very same elements.
     (title, new), *others = sidebar_rows(user)
-    assert title == "Brand new topic" and "bg-primary/10" in new.classes
+    assert title == "Brand new topic" and "lantern-conv-on" in new.classes
     assert others == before and not any(row.is_deleted for _, row in before)
-    assert not any("bg-primary/10" in row.classes for _, row in others)
+    assert not any("lantern-conv-on" in row.classes for _, row in others)
     # A send in an older conversation moves its row to the top; no row is redrawn.
     [older_id] = [i for i, t in ((c["id"], c["title"]) for c in
                                  (await user.http_client.get("/api/conversations")).json()["items"])
@@ -173,9 +177,9 @@ async def test_regenerate_and_switch_between_versions(user: User) -> None:
     user.find(marker="model").elements.pop().value = "scripted/echo"
     user.find(marker="composer").type("Ping").trigger(SEND)
     await user.should_see("You said: Ping")
-    user.find(marker="regenerate").click()
+    press(user, "regenerate")
     await user.should_see("2/2")
-    user.find(marker="branch-prev").click()
+    press(user, "branch-prev")
     await user.should_see("1/2")
     [conv_id] = await conversation_ids(user)
     conv = (await user.http_client.get(f"/api/conversations/{conv_id}")).json()
@@ -187,13 +191,13 @@ async def test_edit_reruns_from_the_edited_message(user: User) -> None:
     user.find(marker="model").elements.pop().value = "scripted/echo"
     user.find(marker="composer").type("First question").trigger(SEND)
     await user.should_see("You said: First question")
-    user.find(marker="edit").click()
+    press(user, "edit")
     user.find(marker="edit-box").clear().type("Better question")
     user.find(marker="edit-save").click()
     await user.should_see("You said: Better question")
     await user.should_not_see("You said: First question")
     await user.should_see("2/2")  # the edited message has two versions
-    user.find(marker="branch-prev").click()
+    press(user, "branch-prev")
     await user.should_see("You said: First question")
 
 
@@ -258,3 +262,26 @@ async def test_history_lists_and_searches_conversations(scripted_default: None, 
     user.find(marker="history-search").type("tidal").trigger("update:modelValue")
     await user.should_not_see("Lighthouse keepers")
     await user.should_see("Tidal charts")
+
+
+async def test_a_forged_or_stale_message_action_changes_nothing(user: User) -> None:
+    """The page-level action event names a card and an action: anything else is ignored, nothing breaks."""
+    await user.open("/")
+    user.find(marker="model").elements.pop().value = "scripted/echo"
+    user.find(marker="composer").type("Ping").trigger(SEND)
+    await user.should_see("You said: Ping")
+    [reply] = [c for c in user.find(kind=MessageCard).elements if c.role == "assistant"]
+    [composer] = user.find(marker="composer").elements
+    assert user.client is not None
+    layout = UserInteraction(user, {user.client.layout}, None)
+    for args in (None, "regenerate", [reply.id], [reply.id, "regenerate", 1], [str(reply.id), "regenerate"],
+                 [composer.id, "regenerate"], [reply.id, "edit"], [reply.id, "delete"], [10**9, "regenerate"]):
+        layout.trigger(EVENT, args)
+    await asyncio.sleep(0.3)
+    [conv_id] = await conversation_ids(user)
+    conv = (await user.http_client.get(f"/api/conversations/{conv_id}")).json()
+    assert [m["role"] for m in conv["messages"]] == ["user", "assistant"]  # no regenerate, no edit
+    with pytest.raises(ValueError, match="unknown message action"):
+        reply.offer("delete", lambda: None)
+    press(user, "regenerate")  # and the real action still works
+    await user.should_see("2/2")

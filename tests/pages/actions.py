@@ -1,0 +1,17 @@
+"""Press a message's action as the browser reports it: one page-level event naming the card."""
+
+from __future__ import annotations
+
+from nicegui.testing import User
+from nicegui.testing.user_interaction import UserInteraction
+
+from components.message_card import EVENT, MessageCard
+
+
+def press(user: User, action: str) -> None:
+    """Click `action` (e.g. "edit") on the first message offering it, like the button in the browser does."""
+    cards = [c for c in user.find(kind=MessageCard, marker=action).elements if isinstance(c, MessageCard)]
+    assert cards, f"no message offers {action!r}"
+    card = min(cards, key=lambda c: c.id)
+    assert user.client is not None
+    UserInteraction(user, {user.client.layout}, None).trigger(EVENT, [card.id, action])
