@@ -44,7 +44,7 @@ RESULTS = ROOT / "bench" / "results" / "stream_browser.json"
 TIMEOUT_S = 120.0
 FOOTER = re.compile(r"fake/bench · \d+ in / \d+ out")  # the reply's footer, shown once it is complete
 # Frames of the reply body: this widget's `_sm(...)` calls, or the earlier widget's run_method calls.
-WIDGET_FRAME = re.compile(r'^42\["run_javascript",\{"code":"'
+WIDGET_FRAME = re.compile(r'^42\["sm",|^42\["run_javascript",\{"code":"'
                           r'(_sm\(|return runMethod\(\d+, \\"(append|freeze|done|reset)\\")')
 # Records when the last reply's body last changed (text or caret), in wall-clock milliseconds.
 WATCH_JS = """() => {

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from nicegui import ui
+from nicegui.events import GenericEventArguments
 from nicegui.elements.mixins.text_element import TextElement
 
 Loader = Callable[[str], Awaitable[list[dict[str, Any]]]]
@@ -22,6 +22,10 @@ Action = Callable[[str, str], Awaitable[None]]
 # One class each (CSS in lantern.css): a first send adds a row, and issue #9 counts every byte of it.
 ROW_CLASS = "lantern-conv"
 ACTIVE_CLASS = "lantern-conv-on"
+MENU_BUTTON_CLASS = "lantern-conv-menu"
+# A click in the list that landed on a row's actions button: report the row's element id.
+ROW_BUTTON_JS = (f"(e) => {{ const b = e.target.closest('.{MENU_BUTTON_CLASS}'); "
+                 f"if (b) emit(Number(b.closest('.{ROW_CLASS}').id.slice(1))); }}")
 
 
 @dataclass(slots=True)
@@ -32,7 +36,7 @@ class _Row:
     title: str
     box: ui.element
     link: Anchor
-    actions: ui.button
+    actions: ui.element
 
 
 class Anchor(TextElement):
@@ -61,10 +65,15 @@ class ConversationList:
             self.search = ui.input(placeholder="Search conversations").props("dense clearable outlined") \
                 .classes("w-full")
             self.search.on("update:model-value", self.refresh, throttle=0.3, leading_events=False)
-            self.items = ui.element().classes("lantern-convs").mark("conversation-list")
+            # One click listener for every row's actions button (a listener record per row was ~250 bytes of
+            # each new row, issue #9): the browser reports which row's button was pressed. It sits on a wrapper
+            # that is never redrawn, since an element travels with its listeners each time its children change.
+            with ui.element().classes("w-full").mark("conversation-clicks") \
+                    .on("click", self._row_button, js_handler=ROW_BUTTON_JS):
+                self.items = ui.element().classes("lantern-convs").mark("conversation-list")
             # The shared menu rests here while no row has it, so clearing the rows never deletes it.
             self._menu_home = ui.element()
-            with self._menu_home, ui.menu() as self.menu:
+            with self._menu_home, ui.menu().mark("conversation-menu") as self.menu:
                 ui.menu_item("Rename", self._rename_chosen).mark("rename")
                 ui.menu_item("Delete", self._delete_chosen).mark("delete")
             # Dialogs live here, not inside the menu, which closes (and hides them) on click.
@@ -126,9 +135,11 @@ class ConversationList:
         classes = f"{ROW_CLASS} {ACTIVE_CLASS}" if conv_id == self.current else ROW_CLASS
         with ui.element().classes(classes).mark("conversation-row") as box:
             link = Anchor(title, self._href(conv_id))
-            actions = ui.button(icon="more_vert", on_click=partial(self._open_menu, conv_id)) \
-                .props("flat round dense size=sm aria-haspopup=menu").mark("conversation-actions")
-        actions.props["aria-label"] = _actions_label(title)
+            actions = ui.element("q-btn").classes(MENU_BUTTON_CLASS).mark("conversation-actions") \
+                .props("icon=more_vert flat round dense size=sm aria-haspopup=menu")
+        # Named "Actions", described by the row's title: the title is not sent twice.
+        actions.props["aria-label"] = "Actions"
+        actions.props["aria-describedby"] = link.html_id
         row = self.rows[conv_id] = _Row(id=conv_id, title=title, box=box, link=link, actions=actions)
         return row
 
@@ -147,6 +158,12 @@ class ConversationList:
                     .classes("opacity-60 text-sm px-2 py-2")
 
     # ---- the shared menu -----------------------------------------------------------------------
+
+    def _row_button(self, event: GenericEventArguments) -> None:
+        """A row's actions button was pressed (the browser names the row's element): open its menu."""
+        row = next((r for r in self.rows.values() if r.box.id == event.args), None)
+        if row is not None:
+            self._open_menu(row.id)
 
     def _open_menu(self, conversation_id: str) -> None:
         """Show the actions menu under this row's button."""
@@ -198,8 +215,6 @@ class ConversationList:
                     await self.refresh()
                 elif row.id in self.rows:
                     row.title = row.link.text = text
-                    row.actions.props["aria-label"] = _actions_label(text)
-                    row.actions.update()
 
             title.on("keydown.enter", save)
             with ui.row().classes("w-full justify-end"):
@@ -229,7 +244,3 @@ class ConversationList:
                 ui.button("Delete", on_click=confirm).props("color=negative").mark("confirm-delete")
         dialog.open()
 
-
-def _actions_label(title: str) -> str:
-    """The actions button's accessible name."""
-    return f"Actions for “{title}”"

@@ -15,7 +15,7 @@ export default {
       <div class="lantern-msg-head">
         <q-icon :name="r === 'user' ? 'person' : 'auto_awesome'" />
         <div>{{ label }}</div>
-        <div v-if="t" :title="t">{{ when }}</div>
+        <div v-if="t" :title="new Date(t * 1000).toISOString()">{{ when }}</div>
         <q-space />
         <template v-if="b">
           <q-btn v-bind="button('branch-prev')" :disable="!a.includes('branch-prev')" />
@@ -28,7 +28,7 @@ export default {
     </div>`,
   props: {
     r: String, // role
-    t: String, // created, ISO 8601 with its offset
+    t: Number, // created, in seconds since the epoch
     a: { type: Array, default: () => [] }, // actions offered now
     b: Array, // [index, count] among sibling versions, when there are several
   },
@@ -37,8 +37,7 @@ export default {
       return LABELS[this.r] || this.r.charAt(0).toUpperCase() + this.r.slice(1);
     },
     when() {
-      const d = new Date(this.t);
-      if (Number.isNaN(d.getTime())) return this.t;
+      const d = new Date(this.t * 1000);
       const p = (n) => String(n).padStart(2, "0");
       return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
     },

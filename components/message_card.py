@@ -33,7 +33,7 @@ class MessageCard(ui.element, component="message_card.js"):
         self._props["r"] = role
         if created is not None:
             aware = created if created.tzinfo is not None else created.replace(tzinfo=UTC)  # stored as UTC
-            self._props["t"] = aware.isoformat(timespec="seconds")
+            self._props["t"] = int(aware.timestamp())  # seconds since the epoch: shorter than ISO 8601 on the wire
         if branch is not None and branch[1] > 1:
             self._props["b"] = list(branch)
         self._props["a"] = []

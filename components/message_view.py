@@ -58,14 +58,14 @@ class MessageView:
             self.body: StreamingMarkdown | None = None
             self.live = live
             if role == "user":
-                self.text = ui.label(content).classes("whitespace-pre-wrap")
+                self.text = ui.label(content)  # pre-wrapped by lantern.css
             else:
                 self.segments = ui.element("div").classes("lantern-msg-parts")
                 with self.segments:
                     self.body = StreamingMarkdown(live=live)
             self.cards: dict[str, ToolCard] = {}
-            # Below the body, in this order: note, error, footer; a reply always gets a footer, the
-            # others are made on first use.
+            # Below the body, in this order: note, error, footer; a reply always gets a footer (made later, it
+            # would re-send the whole box), the others are made on first use.
             self._tail: dict[str, ui.label] = {}
             if role != "user":
                 self._tail["footer"] = ui.label("").classes(TAIL_CLASSES["footer"])

@@ -6,7 +6,8 @@ const md = globalThis.markdownit("commonmark", { html: false, linkify: false, ty
 md.enable(["table", "strikethrough"]);
 let fenceHints = []; // hints of the block being rendered, consumed in document order by `highlight`
 
-// One frame from the server: new text, then finished blocks as [length, hints, ...], then 1 at the end.
+// One frame from the server (relayed by streaming_markdown.py's RELAY_JS): new text, then finished blocks as
+// [length, hints if it has code fences, ...], then 1 at the end.
 globalThis._sm = (id, delta, blocks, end) => getElement(id)?.frame(delta, blocks || [], end);
 
 export default {
@@ -16,7 +17,7 @@ export default {
       <div v-if="shownTail" class="lantern-tail">{{ shownTail }}</div>
       <span v-if="streaming" class="lantern-caret" aria-label="generating"></span>
     </div>`,
-  props: { state: Object },
+  props: { state: { type: Object, default: () => ({ t: "", b: [], l: true, v: 0 }) } },
   data() {
     // Finished blocks are not reactive data: they go into the DOM once (see `freeze`), so an update costs
     // the new text, not a re-render of every block so far (which made a long reply O(n²) in the browser).
@@ -89,15 +90,18 @@ export default {
       requestAnimationFrame(step);
     },
     freeze(blocks) {
-      for (let i = 0; i < blocks.length; i += 2) {
-        const source = this.tail.slice(0, blocks[i]);
-        this.tail = this.tail.slice(blocks[i]);
-        this.shown = Math.max(0, this.shown - blocks[i]); // a finished block shows whole, at once
-        fenceHints = blocks[i + 1] || [];
+      // [length, (hints if the block has code fences), length, ...]; the tail is cut once, after the loop.
+      let start = 0;
+      for (let i = 0; i < blocks.length; i++) {
+        const source = this.tail.slice(start, start + blocks[i]);
+        start += blocks[i];
+        fenceHints = Array.isArray(blocks[i + 1]) ? blocks[++i] : [];
         const html = `<div class="lantern-block">${md.render(source)}</div>`;
         if (this.$refs.done) this.$refs.done.insertAdjacentHTML("beforeend", html);
         else this.unmounted.push(html);
       }
+      this.tail = this.tail.slice(start);
+      this.shown = Math.max(0, this.shown - start); // a finished block shows whole, at once
     },
     follow(change) {
       // Keep the newest text in view only if the reader has not scrolled up.

@@ -71,7 +71,7 @@ class ChatPage:
                 ui.link("Start a new chat", "/")
                 return
             self._controls(conv)
-            self.thread = ui.column().classes("w-full gap-3")
+            self.thread = ui.element().classes("lantern-thread")  # one class: a send re-sends it (issue #9)
             self._composer()
             await self.render_thread()
 
@@ -99,11 +99,11 @@ class ChatPage:
             if unavailable:
                 ui.icon("info").classes("opacity-60").tooltip("Not available: " + "; ".join(unavailable))
             ui.space()
-            self.export = ui.button("Export", icon="download").props("flat dense")
+            # Shown by lantern.css once the thread has a message (a first send then costs no update).
+            self.export = ui.button("Export", icon="download").props("flat dense").classes("lantern-export")
             with self.export, ui.menu():
                 for fmt, label in (("md", "Markdown"), ("json", "JSON (lossless)"), ("pdf", "PDF")):
                     ui.menu_item(label, lambda f=fmt: self._download(f)).mark(f"export-{fmt}")
-            self.export.set_visibility(conv is not None)
         if self.with_tools:
             self._tools_hint(bool(with_tools))
         with ui.expansion("Conversation settings", icon="tune").classes("w-full") \
@@ -132,10 +132,9 @@ class ChatPage:
 
     def _composer(self) -> None:
         """Input, send and stop; Enter sends, Shift+Enter adds a line, Esc stops."""
-        # Send or Stop shows by a class on this row (CSS in lantern.css): switching re-sends the row alone,
-        # ~100 bytes, not both buttons with their listeners (~1.3 KB per reply; issue #9's byte budget).
-        with ui.element().classes("lantern-composer") as row:
-            self.composer_row = row
+        # Send or Stop shows by whether a reply's caret is on the page (lantern.css): switching costs no bytes;
+        # updating both buttons with their listeners was ~1.3 KB per reply (issue #9's byte budget).
+        with ui.element().classes("lantern-composer"):
             self.input = ui.textarea(placeholder="Message Lantern…").props("autogrow outlined autofocus") \
                 .classes("flex-grow").mark("composer")
             self.input.on("keydown.enter.exact.prevent", self.send)
@@ -271,7 +270,6 @@ class ChatPage:
         if self.conversation_id is None:
             self.conversation_id = start.conversation_id
             self.sidebar.set_current(start.conversation_id)
-            self.export.set_visibility(True)
             ui.navigate.history.replace(url(f"/chat/{start.conversation_id}"))
         await (self._append_thread() if append else self.render_thread())
         await self.sidebar.touch(start.conversation_id)
@@ -300,7 +298,6 @@ class ChatPage:
     def _follow(self, run_id: str, view: MessageView) -> None:
         """Stream a run's events into a reply view, in the background."""
         self.running_run = run_id
-        self.composer_row.classes(add="lantern-running")
         background_tasks.create(self._consume(run_id, view), name=f"follow-{run_id}")
 
     async def _consume(self, run_id: str, view: MessageView) -> None:
@@ -330,8 +327,6 @@ class ChatPage:
                                     cost_usd=usage.cost_usd if usage else 0.0, status=status)
         if self.running_run == run_id:
             self.running_run = None
-        if not self.composer_row.is_deleted:
-            self.composer_row.classes(remove="lantern-running")
 
     # ---- sidebar -------------------------------------------------------------------------------
 

@@ -110,7 +110,10 @@ async def test_redrawn_history_and_tool_cards_show_their_text(app_process: AppPr
     """Bodies filled after the element reached the browser (tool cards, redraws) must still show."""
     await page.goto(f"{app_process.url}/tools")
     await choose_model(page, "scripted/analyst")
+    export = page.get_by_role("button", name="Export")
+    assert await export.is_hidden()  # nothing to export yet
     await send(page, "How many regions?")
+    await export.wait_for()  # the conversation exists now
     card = page.locator(".q-expansion-item").filter(has_text="sql_query")
     await card.get_by_text("SELECT COUNT(*) AS regions FROM regions").wait_for(timeout=15_000)
     await card.get_by_text("1 row").wait_for()
@@ -125,6 +128,13 @@ async def test_redrawn_history_and_tool_cards_show_their_text(app_process: AppPr
     heads = [await h.inner_text() for h in await page.locator(".lantern-msg-head").all()]
     assert "You" in heads[0] and "Assistant" in heads[1]
     assert all(re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", h) for h in heads)  # when, in the reader's zone
+    # The sidebar row's actions button opens the shared menu (one listener on the list hears the click).
+    actions = page.get_by_role("button", name="Actions", exact=True).first
+    described_by = await actions.get_attribute("aria-describedby")
+    assert await page.locator(f"#{described_by}").inner_text() == "How many regions?"  # its row's title
+    await actions.click()
+    await page.locator(".q-menu").get_by_text("Rename").click()
+    await page.get_by_text("Rename conversation").wait_for()
     await page.locator(".q-expansion-item").filter(has_text="sql_query").first \
         .get_by_text("SELECT COUNT(*) AS regions FROM regions").wait_for()
 

@@ -15,3 +15,9 @@ def press(user: User, action: str) -> None:
     card = min(cards, key=lambda c: c.id)
     assert user.client is not None
     UserInteraction(user, {user.client.layout}, None).trigger(EVENT, [card.id, action])
+
+
+def open_row_menu(user: User, index: int = 0) -> None:  # index: rows in the order they were drawn
+    """Press a sidebar row's actions button: the list's one click listener hears which row's button it was."""
+    rows = sorted(user.find(marker="conversation-row").elements, key=lambda r: r.id)
+    user.find(marker="conversation-clicks").trigger("click", rows[index].id)

@@ -12,7 +12,7 @@ from nicegui.testing.user_interaction import UserInteraction
 from components.conversation_list import Anchor
 from components.message_card import EVENT, MessageCard
 from components.streaming_markdown import StreamingMarkdown
-from tests.pages.actions import press
+from tests.pages.actions import open_row_menu, press
 
 SEND = "keydown.enter.exact.prevent"
 
@@ -111,11 +111,11 @@ async def test_sidebar_lists_searches_renames_and_deletes(scripted_default: None
     await user.should_see("Plans for the weekend")
     user.find("Search conversations").type("revenue").trigger("update:modelValue")
     await user.should_not_see("Plans for the weekend")
-    user.find(marker="conversation-actions").click()  # the row's button opens the shared menu for it
+    open_row_menu(user)  # the row's button opens the shared menu for it
     user.find(marker="rename").click()
     user.find(marker="rename-title").clear().type("Revenue Q3").trigger("keydown.enter")
     await user.should_see(kind=Anchor, content="Revenue Q3")
-    user.find(marker="conversation-actions").click()
+    open_row_menu(user)
     user.find(marker="delete").click()
     await user.should_see("This cannot be undone")
     user.find(marker="confirm-delete").click()
@@ -233,7 +233,6 @@ async def test_long_history_opens_with_the_newest_messages(user: User) -> None:
 
 async def test_export_menu_downloads_the_conversation(scripted_default: None, user: User) -> None:
     await user.open("/")
-    await user.should_not_see("Export")  # nothing to export yet
     user.find(marker="composer").type("Export me").trigger(SEND)
     await user.should_see("I am a **scripted** model")
     user.find(marker="export-md").click()
@@ -285,3 +284,15 @@ async def test_a_forged_or_stale_message_action_changes_nothing(user: User) -> N
         reply.offer("delete", lambda: None)
     press(user, "regenerate")  # and the real action still works
     await user.should_see("2/2")
+
+
+async def test_a_click_in_the_sidebar_off_a_row_button_opens_no_menu(scripted_default: None, user: User) -> None:
+    await user.open("/")
+    user.find(marker="composer").type("Hello there").trigger(SEND)
+    await user.should_see("I am a **scripted** model")
+    [menu] = user.find(marker="conversation-menu").elements
+    for args in (None, "c1", {"id": 1}, 10**9):
+        user.find(marker="conversation-clicks").trigger("click", args)
+        assert not menu.value
+    open_row_menu(user)
+    assert menu.value
