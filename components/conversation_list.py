@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from nicegui import ui
-from nicegui.events import GenericEventArguments
 from nicegui.elements.mixins.text_element import TextElement
+from nicegui.events import GenericEventArguments
 
 Loader = Callable[[str], Awaitable[list[dict[str, Any]]]]
 OneLoader = Callable[[str], Awaitable[dict[str, Any] | None]]

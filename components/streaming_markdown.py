@@ -12,7 +12,6 @@ from nicegui.client import Client
 from components.blocks import BlockSplitter
 from components.render import fence_hints, utf16_len
 
-
 FRAME_MESSAGE = "sm"
 
 # Frames travel as their own socket.io message, `42["sm",{"i":id,"d":text,...,"_id":n}]`: ~32 bytes of
@@ -28,13 +27,13 @@ RELAY_JS = """<script>(() => {
   let socket;
   Object.defineProperty(window, "socket", { configurable: true, get: () => socket, set(value) {
     socket = value;
-    value.on("%s", (m) => {
+    value.on("__FRAME__", (m) => {
       if (m._id !== undefined && m._id < window.nextMessageId) return;
       frames.push(m);
       value.listeners("run_javascript")[0]({ code: "_smNext()", _id: m._id });
     });
   } });
-})();</script>""" % FRAME_MESSAGE
+})();</script>""".replace("__FRAME__", FRAME_MESSAGE)
 if RELAY_JS not in Client.shared_head_html:
     ui.add_head_html(RELAY_JS, shared=True)
 
