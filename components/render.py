@@ -21,7 +21,8 @@ from pygments.token import _TokenType
 from pygments.util import ClassNotFound
 
 # A fence's hint: None = no lexer (plain escaped text), str = Pygments runs "<len><class> …" over the
-# lexer's normalised text (lengths in UTF-16 units, spaces in classes as "."), [html] = the body itself.
+# lexer's normalised text (lengths in UTF-16 units, left out when 1; spaces in classes as "."), [html] = the
+# body itself.
 FenceHint = str | list[str] | None
 
 
@@ -81,13 +82,19 @@ def _hint(code: str, lang: str) -> FenceHint:
     for ttype, value in tokens:
         cls = _css_class(ttype)
         if cls != last_cls and length:
-            runs.append(f"{length}{last_cls}")
+            runs.append(_run(length, last_cls))
             length = 0
         last_cls = cls
         length += utf16_len(value)
     if length:
-        runs.append(f"{length}{last_cls}")
+        runs.append(_run(length, last_cls))
     return " ".join(runs)
+
+
+def _run(length: int, cls: str) -> str:
+    """One run, "<length><class>"; a length of 1 is left out (most runs: a space, a bracket), since class
+    names start with a letter."""
+    return cls if length == 1 and not cls[:1].isdigit() else f"{length}{cls}"
 
 
 def _normalised(code: str) -> str:

@@ -131,13 +131,13 @@ function highlight(code, lang) {
   return `<pre class="hl" data-lang="${label}"><button class="lantern-copy" type="button" title="Copy code">copy</button><code>${body}</code></pre>`;
 }
 
-// Pygments' HtmlFormatter(nowrap=True)._format_lines, fed "<length><class>" runs over `text`.
+// Pygments' HtmlFormatter(nowrap=True)._format_lines, fed "<length><class>" runs over `text` (no length: 1).
 function pygmentsBody(text, hint) {
   let out = "", line = "", open = false, lspan = "", pos = 0;
   for (const run of hint.split(" ")) {
-    const m = /^(\d+)([\w.-]*)$/.exec(run);
+    const m = /^(\d*)([\w.-]*)$/.exec(run);
     if (!m) return undefined;
-    const value = text.slice(pos, (pos += Number(m[1])));
+    const value = text.slice(pos, (pos += m[1] ? Number(m[1]) : 1)); // a length of 1 is left out
     const cspan = m[2] ? `<span class="${m[2].replace(/\./g, " ")}">` : "";
     const close = cspan && "</span>";
     const parts = value.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").split("\n");

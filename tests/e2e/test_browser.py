@@ -106,6 +106,25 @@ async def test_reload_mid_reply_continues_and_esc_stops(app_process: AppProcess,
     assert [m["content"] for m in conv["messages"] if m["role"] == "user"] == ["Talk for a while", "And now?"]
 
 
+async def test_a_dropped_connection_mid_reply_loses_and_repeats_no_word(app_process: AppProcess, page: Any) -> None:
+    """The socket drops while a reply streams: on reconnect the text goes on where it was, once."""
+    await page.goto(app_process.url)
+    await page.get_by_text("Ask anything").wait_for()
+    await choose_model(page, "scripted/slow")
+    await send(page, "Talk for a while")
+    await page.wait_for_function("() => (document.querySelector('.lantern-md')?.innerText || '').length > 200")
+    engine = await page.evaluate("window.socket.io.engine.id")
+    await page.evaluate("window.socket.io.engine.transport.ws.close()")  # as if the network dropped it
+    await page.wait_for_function(f"() => window.socket.connected && window.socket.io.engine.id !== {engine!r}",
+                                 timeout=15_000)
+    await page.get_by_role("main").get_by_text("400 out tokens").wait_for(timeout=30_000)
+    shown = await page.locator(".lantern-md").last.inner_text()
+    listing = httpx.get(f"{app_process.url}/api/conversations").json()
+    conv = httpx.get(f"{app_process.url}/api/conversations/{listing['items'][0]['id']}").json()
+    assert conv["messages"][-1]["status"] == "completed"
+    assert shown.split() == conv["messages"][-1]["content"].split() == ["word"] * 400
+
+
 async def test_redrawn_history_and_tool_cards_show_their_text(app_process: AppProcess, page: Any) -> None:
     """Bodies filled after the element reached the browser (tool cards, redraws) must still show."""
     await page.goto(f"{app_process.url}/tools")
