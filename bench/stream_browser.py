@@ -3,7 +3,9 @@
 Run from the repository root:
 `.venv/bin/python -m bench.stream_browser [--sizes 1000,4000] [--pace-ms 5] [--repeat 3] [--dump DIR]`.
 A fake OpenAI-compatible server streams a deterministic markdown reply into a real Lantern subprocess,
-which headless Chromium displays; the browser's websocket bytes are counted through CDP.
+which headless Chromium displays; the browser's websocket bytes are counted through CDP (payloads, as
+inflated by the browser) and on the wire by a relay in front of the app (`bench/wire.py`: compressed, as
+received; "modules" is the HTTP received meanwhile, the widget's modules a fresh tab loads once).
 
 Bytes are divided by the length of the reply as rendered (the text a person reads, `innerText`),
 and, for reference, by the length of its markdown. "widget" bytes are the frames that carry the reply
@@ -35,6 +37,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from playwright.async_api import async_playwright  # noqa: E402
 
 from bench.common import cpu_seconds, peak_rss_mb, publish  # noqa: E402
+from bench.wire import WireCounter  # noqa: E402
 from tests.conftest import AppProcess  # noqa: E402
 from tests.e2e.conftest import FLAGS  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI, Reply  # noqa: E402
@@ -71,6 +74,9 @@ class Result:
     ws_frames: int = 0
     widget_bytes: int = 0
     widget_frames: int = 0
+    wire_ws_bytes: int = 0  # the websocket's bytes on the wire (compressed), what the browser received
+    wire_http_bytes: int = 0  # HTTP in the same time: the modules a first reply loads in a fresh tab
+    wire_bytes_per_char: float = 0.0
     text_chars: int = 0
     bytes_per_char: float = 0.0
     widget_bytes_per_char: float = 0.0
@@ -115,7 +121,7 @@ class TimedFake(FakeOpenAI):
 
 
 async def measure(browser: Any, app: AppProcess, fake: TimedFake, result: Result, last_heading: str,
-                  dump: list[str] | None) -> None:
+                  dump: list[str] | None, wire: WireCounter) -> None:
     """Open the chat page, send one message, and fill `result` once the footer appears."""
     context = await browser.new_context()
     try:
@@ -135,7 +141,7 @@ async def measure(browser: Any, app: AppProcess, fake: TimedFake, result: Result
         cdp = await context.new_cdp_session(page)
         await cdp.send("Network.enable")
         cdp.on("Network.webSocketFrameReceived", on_frame)
-        await page.goto(app.url)
+        await page.goto(wire.url)  # through the counting relay
         await page.get_by_text("Ask anything").wait_for()
         page.on("load", lambda _: counts.update(loads=counts["loads"] + 1))
         box = page.get_by_placeholder("Message Lantern…")
@@ -143,6 +149,7 @@ async def measure(browser: Any, app: AppProcess, fake: TimedFake, result: Result
         await page.evaluate(WATCH_JS)
         pid = app.proc.pid
         counts.update(bytes=0, frames=0, widget_bytes=0, widget_frames=0)
+        wire.reset()
         if dump is not None:
             dump.clear()
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
@@ -151,6 +158,7 @@ async def measure(browser: Any, app: AppProcess, fake: TimedFake, result: Result
         result.wall_s = time.monotonic() - t0
         result.server_cpu_s = cpu_seconds(pid) - cpu0
         result.ws_bytes, result.ws_frames, result.page_loads = counts["bytes"], counts["frames"], counts["loads"]
+        result.wire_ws_bytes, result.wire_http_bytes = wire.received["ws"], wire.received["http"]
         result.widget_bytes, result.widget_frames = counts["widget_bytes"], counts["widget_frames"]
         rendered = await page.locator(".lantern-md").last.inner_text()
         result.text_chars = len(rendered)
@@ -158,6 +166,7 @@ async def measure(browser: Any, app: AppProcess, fake: TimedFake, result: Result
         result.bytes_per_char = result.ws_bytes / max(result.text_chars, 1)
         result.widget_bytes_per_char = result.widget_bytes / max(result.text_chars, 1)
         result.bytes_per_md_char = result.ws_bytes / max(result.reply_chars, 1)
+        result.wire_bytes_per_char = result.wire_ws_bytes / max(result.text_chars, 1)
         result.last_token_lag_ms = await page.evaluate("window.__lastChange") - fake.last_text_at * 1000
         result.peak_rss_mb = peak_rss_mb(pid)
         result.ok = True
@@ -183,7 +192,9 @@ async def run_size(browser: Any, tokens: int, pace_ms: float, dump: list[str] | 
         try:
             await asyncio.to_thread(app.wait_ready)
             last_heading = text.rsplit("## ", 1)[1].split("\n", 1)[0]
-            await asyncio.wait_for(measure(browser, app, fake, result, last_heading, dump), _timeout(result))
+            async with WireCounter(app.port) as wire:
+                await asyncio.wait_for(measure(browser, app, fake, result, last_heading, dump, wire),
+                                       _timeout(result))
         except (TimeoutError, PlaywrightTimeout) as exc:
             result.error = f"no completed reply within {_timeout(result):.0f} s ({type(exc).__name__})"
         except Exception as exc:  # a benchmark reports failures instead of stopping
@@ -201,13 +212,14 @@ async def run_size(browser: Any, tokens: int, pace_ms: float, dump: list[str] | 
 def table(results: list[Result]) -> str:
     """Results as a Markdown table (bytes per char: per rendered character; md: per markdown character)."""
     head = ("| tokens | pace ms | wall s | last token lag ms | ws bytes | ws frames | bytes/char | widget bytes/char "
-            "| bytes/md char | server CPU s | peak RSS MiB | page loads | status |")
-    lines = [head, "|" + "---:|" * 12 + "---|"]
+            "| bytes/md char | wire bytes/char | modules KiB | server CPU s | peak RSS MiB | page loads | status |")
+    lines = [head, "|" + "---:|" * 14 + "---|"]
     for r in results:
         lag = f"{r.last_token_lag_ms:.0f}" if r.ok else ""
         lines.append(f"| {r.tokens} | {r.pace_ms:g} | {r.wall_s:.2f} | {lag} | {r.ws_bytes} | {r.ws_frames} "
                      f"| {r.bytes_per_char:.2f} | {r.widget_bytes_per_char:.2f} | {r.bytes_per_md_char:.2f} "
-                     f"| {r.server_cpu_s:.2f} | {r.peak_rss_mb:.0f} | {r.page_loads} | {_status(r)} |")
+                     f"| {r.wire_bytes_per_char:.2f} | {r.wire_http_bytes / 1024:.0f} | {r.server_cpu_s:.2f} "
+                     f"| {r.peak_rss_mb:.0f} | {r.page_loads} | {_status(r)} |")
     return "\n".join(lines)
 
 
