@@ -1,4 +1,4 @@
-"""Press a message's action as the browser reports it: one page-level event naming the card."""
+"""Clicks the simulated User cannot make itself: buttons whose clicks reach the server through one shared listener."""
 
 from __future__ import annotations
 
