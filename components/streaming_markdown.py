@@ -7,7 +7,6 @@ import contextlib
 from typing import Any
 
 from nicegui import background_tasks, ui
-from nicegui.client import Client
 
 from components.blocks import BlockSplitter
 from components.render import fence_hints, utf16_len
@@ -20,7 +19,8 @@ FRAME_MESSAGE = "sm"
 # be loading), so the browser hands each to NiceGUI's own ordered queue, through its run_javascript
 # handler, as a tiny call that takes the next frame. A frame already seen (a reconnect replays its missed
 # messages by id) is dropped first, so the queue and the frames stay in step. The hook is installed when
-# NiceGUI creates its socket, before any message can arrive.
+# NiceGUI creates its socket, before any message can arrive: every page that can show this element puts it
+# in its head (`app/pages/frame.py`).
 RELAY_JS = """<script>(() => {
   const frames = [];
   globalThis._smNext = () => { const m = frames.shift(); globalThis._sm(m.i, m.d, m.b, m.e); };
@@ -34,8 +34,6 @@ RELAY_JS = """<script>(() => {
     });
   } });
 })();</script>""".replace("__FRAME__", FRAME_MESSAGE)
-if RELAY_JS not in Client.shared_head_html:
-    ui.add_head_html(RELAY_JS, shared=True)
 
 
 class StreamingMarkdown(ui.element, component="streaming_markdown.js",

@@ -10,6 +10,7 @@ from nicegui import app, ui
 
 from app import auth
 from app.urls import url
+from components.streaming_markdown import RELAY_JS
 
 NAV = [
     ("Chat", "/", "chat"),
@@ -34,6 +35,7 @@ def frame(title: str) -> Iterator[Chrome]:
     """Header, navigation and dark mode around a page's content."""
     ui.add_head_html(f'<link rel="stylesheet" href="{url("/static/lantern.css")}">')
     ui.add_head_html(f'<link rel="stylesheet" href="{url("/lantern/highlight.css")}">')
+    ui.add_head_html(RELAY_JS)  # streamed replies' frames reach their element in order (streaming_markdown.py)
     dark = ui.dark_mode(app.storage.user.get("dark", None) if _has_user_storage() else None)
     with ui.left_drawer(value=True, bordered=True).classes("px-2 py-4") as drawer:
         for label, path, icon in NAV:
