@@ -52,7 +52,7 @@ def _run(db: Database, args: argparse.Namespace) -> int:
             if not db.session_call(repo.remove_user, name=args.name):
                 print(f"lantern users: no user named '{args.name}'", file=sys.stderr)
                 return 1
-            print(f"removed {args.name}")
+            print(f"removed {args.name}; their logins and API tokens have ended")
             return 0
         hashed = hash_password(_password(args.password_stdin))
         if args.command == "add":
@@ -63,7 +63,7 @@ def _run(db: Database, args: argparse.Namespace) -> int:
             print(f"lantern users: no user named '{args.name}'", file=sys.stderr)
             return 1
         else:
-            print(f"password changed for {args.name}")
+            print(f"password changed for {args.name}; their logins and API tokens have ended")
         return 0
     except (BadInput, ValueError) as exc:
         print(f"lantern users: {exc}", file=sys.stderr)

@@ -2,7 +2,9 @@
 
 Only hashes are stored: Argon2id for passwords, SHA-256 for session and API tokens (they are
 random, 256-bit, so a fast hash is enough). Lookups are cached briefly so a request does not
-cost a database round trip; logout and revocation evict the cache at once.
+cost a database round trip. Whatever ends a login or token (logout, revocation, a password change
+or removal, also by `lantern users` in another process) bumps the database's auth epoch; `sync`
+notices within a second, drops the cache and finds which open pages' logins have ended.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import asyncio
 import hashlib
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.errors import BadInput, NotAuthenticated, NotFound, RateLimited
-from services.limits import SlidingWindow
+from services.limits import Backoff
 from services.passwords import hash_password, verify_password
 from storage import auth_store
 from storage import users as user_repo
@@ -25,6 +28,7 @@ from storage.models import LOCAL_USER_ID, ApiToken, User, utcnow
 TOKEN_PREFIX = "lt_"
 CACHE_SECONDS = 30.0
 ROLES = ("admin", "member")
+TOKEN_LIFETIMES_DAYS = (7, 30, 90, 365)  # offered when creating a token; None means until revoked
 
 
 @dataclass(frozen=True)
@@ -58,23 +62,34 @@ class Accounts:
     def __init__(self, db: Database, *, session_hours: float = 12.0, attempts_per_minute: int = 5) -> None:
         self.db = db
         self.session_hours = session_hours
-        self.failures_by_name = SlidingWindow(attempts_per_minute)
-        self.failures_by_address = SlidingWindow(attempts_per_minute * 4)
+        # Guessing one name from one address backs off; it never locks the name for people elsewhere.
+        self.failures = Backoff(attempts_per_minute)
+        # Spraying many names from one address backs off too, except for names that logged in from it
+        # before: colleagues behind the same office NAT keep getting in.
+        self.failures_by_address = Backoff(attempts_per_minute * 4)
+        self._trusted: set[tuple[str, str]] = set()  # (name, address) that logged in successfully
         self._cache: dict[str, tuple[Principal, float]] = {}
         self._ended: set[str] = set()  # session hashes logged out while their pages may still be open
         self._reset_at: dict[str, float] = {}  # user id -> when their logins were ended (password, removal)
+        self._epoch: int | None = None
+        self.changed = asyncio.Event()  # set when a login ends in this process, so open pages are checked at once
 
     async def login(self, name: str, password: str, address: str) -> Principal:
         """Check a name and password, or raise RateLimited / NotAuthenticated (same message for both causes)."""
         name = name.strip()
-        self._throttle(name, address)
+        key = f"{name.lower()}\0{address}"
+        self._throttle(key, address, trusted=(name.lower(), address) in self._trusted)
         user = await self.db.call(user_repo.find_user, name=name)
+        # Unknown names cost the same hash check as known ones (verify_password), so timing tells nothing.
         ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
         if user is None or not ok:
-            self.failures_by_name.hit(name.lower())
-            self.failures_by_address.hit(address)
+            self.failures.fail(key)
+            self.failures_by_address.fail(address)
             raise NotAuthenticated("Wrong name or password.")
-        self.failures_by_name.clear(name.lower())
+        self.failures.clear(key)
+        if len(self._trusted) > 10_000:
+            self._trusted.clear()
+        self._trusted.add((name.lower(), address))
         return _principal(user)
 
     async def start_session(self, principal: Principal) -> str:
@@ -104,7 +119,23 @@ class Accounts:
         """Log out one browser login."""
         self._cache.pop("s:" + token_hash, None)
         self._ended.add(token_hash)
+        self.changed.set()
         await self.db.call(auth_store.end_session, token_hash=token_hash)
+
+    async def sync(self, open_sessions: Iterable[str]) -> None:
+        """Catch up with logins and tokens ended elsewhere (another process, `lantern users`): cheap when none did.
+
+        `open_sessions` are the session hashes of open pages; those that no longer hold are marked ended.
+        """
+        self.changed.clear()
+        epoch = await self.db.call(auth_store.auth_epoch)
+        if epoch == self._epoch:
+            return
+        self._epoch = epoch
+        self._cache.clear()
+        wanted = set(open_sessions) - self._ended
+        alive = await self.db.call(auth_store.live_sessions, token_hashes=wanted)
+        self._ended.update(wanted - alive)
 
     def session_alive(self, principal: Principal) -> bool:
         """Whether a page's login still holds (cheap; for event handlers of open pages)."""
@@ -128,17 +159,24 @@ class Accounts:
         cached = self._cached(key)
         if cached is not None:
             return cached
-        user = await self.db.call(auth_store.use_token, token_hash=key[2:])
-        return None if user is None else self._remember(key, _principal(user), CACHE_SECONDS)
+        found = await self.db.call(auth_store.use_token, token_hash=key[2:])
+        if found is None:
+            return None
+        user, expires = found
+        seconds = CACHE_SECONDS if expires is None else min(CACHE_SECONDS, (expires - utcnow()).total_seconds())
+        return self._remember(key, _principal(user), seconds)
 
-    async def create_token(self, user_id: str, name: str) -> tuple[ApiToken, str]:
-        """A new personal API token; the secret is returned this once and never stored."""
+    async def create_token(self, user_id: str, name: str, *, days: int | None = None) -> tuple[ApiToken, str]:
+        """A new personal API token, valid for `days` or until revoked; the secret is returned this once."""
         name = name.strip()
         if not name:
             raise BadInput("give the token a name, e.g. the script that will use it")
+        if days is not None and not 1 <= days <= 3650:
+            raise BadInput("a token lasts 1 to 3650 days, or until revoked")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        expires = utcnow() + timedelta(days=days) if days else None
         token = await self.db.call(auth_store.add_token, user_id=user_id, name=name[:80], token_hash=digest(secret),
-                                   prefix=secret[:8])
+                                   prefix=secret[:8], expires_at=expires)
         return token, secret
 
     async def tokens(self, user_id: str) -> list[ApiToken]:
@@ -150,6 +188,7 @@ class Accounts:
         if not await self.db.call(auth_store.revoke_token, user_id=user_id, token_id=token_id):
             raise NotFound(f"No live token {token_id}")
         self._cache = {k: v for k, v in self._cache.items() if not k.startswith("t:")}
+        self.changed.set()
 
     async def users(self) -> list[User]:
         """Accounts that can log in."""
@@ -187,10 +226,13 @@ class Accounts:
         """End a user's logins in this process: cached lookups and open pages."""
         self._cache.clear()
         self._reset_at[user_id] = time.monotonic()
+        self.changed.set()
 
-    def _throttle(self, name: str, address: str) -> None:
-        """Refuse while this name or address has too many recent failures."""
-        wait = max(self.failures_by_name.retry_after(name.lower()), self.failures_by_address.retry_after(address))
+    def _throttle(self, key: str, address: str, *, trusted: bool) -> None:
+        """Refuse while this name-and-address (or, for names new to it, this address) is backing off."""
+        wait = self.failures.retry_after(key)
+        if not trusted:
+            wait = max(wait, self.failures_by_address.retry_after(address))
         if wait > 0:
             raise RateLimited(f"Too many failed attempts: try again in {int(wait) + 1} s.", retry_after=int(wait) + 1)
 

@@ -1,4 +1,4 @@
-"""Sliding-window rate limits: runs per user per minute, failed logins per name and address."""
+"""Rate limits: runs per user per minute (sliding window), failed logins (capped backoff)."""
 
 from __future__ import annotations
 
@@ -54,3 +54,49 @@ class SlidingWindow:
             self._events = {k: v for k, v in self._events.items() if v}
             self._events[key] = events
         return events
+
+
+class Backoff:
+    """Failures per key: the first `free` cost nothing, then each next try waits twice as long, up to `cap`.
+
+    A lockout would let anyone lock a person out by guessing; a capped backoff slows guessing to about one
+    try per `cap` seconds while the real person, at worst, waits `cap` once. Keys quiet for `forget` seconds
+    start afresh.
+    """
+
+    def __init__(self, free: int, *, base: float = 1.0, cap: float = 60.0, forget: float = 900.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.free = free
+        self.base = base
+        self.cap = cap
+        self.forget = forget
+        self.clock = clock
+        self._failures: dict[str, tuple[int, float]] = {}  # key -> (count, time of the last failure)
+
+    def retry_after(self, key: str) -> float:
+        """Seconds before `key` may try again; 0 when it may try now."""
+        count, last = self._state(key)
+        if count < self.free:
+            return 0.0
+        delay = min(self.cap, self.base * 2 ** (count - self.free))
+        return max(0.0, last + delay - self.clock())
+
+    def fail(self, key: str) -> None:
+        """Count one failure for `key`."""
+        count, _ = self._state(key)
+        if len(self._failures) > 10_000:  # bound memory under many distinct keys
+            now = self.clock()
+            self._failures = {k: v for k, v in self._failures.items() if now - v[1] < self.forget}
+        self._failures[key] = (count + 1, self.clock())
+
+    def clear(self, key: str) -> None:
+        """Forget `key` (e.g. after a successful login)."""
+        self._failures.pop(key, None)
+
+    def _state(self, key: str) -> tuple[int, float]:
+        """The key's failures, or none once it has been quiet long enough."""
+        count, last = self._failures.get(key, (0, 0.0))
+        if count and self.clock() - last >= self.forget:
+            self._failures.pop(key, None)
+            return 0, 0.0
+        return count, last

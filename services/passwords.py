@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -19,10 +22,17 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(hashed: str | None, password: str) -> bool:
-    """Whether the password matches; False for a missing or corrupt hash."""
-    if not hashed:
-        return False
+    """Whether the password matches; False for a missing or corrupt hash, after the same work as a real check.
+
+    An unknown name is checked against a throw-away hash, so the time taken does not tell which names exist.
+    """
     try:
-        return _hasher.verify(hashed, password)
+        return _hasher.verify(hashed or _dummy_hash(), password) and bool(hashed)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@cache
+def _dummy_hash() -> str:
+    """A hash of a random password nobody knows, with the same parameters as real ones."""
+    return _hasher.hash(secrets.token_urlsafe(24))

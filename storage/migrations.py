@@ -39,8 +39,16 @@ def _v2_to_v3_conversation_search(conn: Connection) -> None:
     rebuild_conversation_search(conn)
 
 
+def _v3_to_v4_token_expiry(conn: Connection) -> None:
+    """API tokens may expire; the auth epoch table is created by create_all (as is apitoken, if it is missing)."""
+    found = inspect(conn)
+    if found.has_table("apitoken") and "expires_at" not in {c["name"] for c in found.get_columns("apitoken")}:
+        conn.execute(text("ALTER TABLE apitoken ADD COLUMN expires_at TIMESTAMP"))
+
+
 # Each entry upgrades from version i+1 to i+2; append, never edit, once released.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2_branches, _v2_to_v3_conversation_search]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2_branches, _v2_to_v3_conversation_search,
+                                                  _v3_to_v4_token_expiry]
 LATEST = 1 + len(MIGRATIONS)
 
 

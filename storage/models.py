@@ -163,3 +163,11 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None  # None: until revoked
+
+
+class AuthEpoch(SQLModel, table=True):
+    """A counter bumped whenever a login or token ends, so every process (and the CLI) drops what it cached."""
+
+    id: int = Field(default=1, primary_key=True)
+    value: int = 0

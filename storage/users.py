@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from storage.auth_store import end_user_sessions
+from storage.auth_store import end_user_credentials
 from storage.models import User
 
 
@@ -35,7 +35,7 @@ def set_password(session: Session, *, name: str, password_hash: str) -> bool:
         return False
     user.password_hash = password_hash
     session.add(user)
-    end_user_sessions(session, user_id=user.id)  # a new password logs the old logins out
+    end_user_credentials(session, user_id=user.id)  # a new password ends the old logins and tokens
     return True
 
 
@@ -46,5 +46,5 @@ def remove_user(session: Session, *, name: str) -> bool:
         return False
     user.password_hash = None
     session.add(user)
-    end_user_sessions(session, user_id=user.id)
+    end_user_credentials(session, user_id=user.id)
     return True

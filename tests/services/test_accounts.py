@@ -69,14 +69,3 @@ async def test_tokens_and_bad_input(lantern: Any) -> None:
     assert await accounts.from_token(secret) is None
     with pytest.raises(NotFound):
         await accounts.revoke_token(cyd.id, token.id)
-
-
-async def test_failed_logins_lock_the_name_for_a_while(lantern: Any) -> None:
-    accounts = lantern.accounts
-    await accounts.add_user("eve", PASSWORD, "member")
-    for _ in range(5):
-        with pytest.raises(NotAuthenticated):
-            await accounts.login("eve", "guess guess", "10.0.0.9")
-    with pytest.raises(RateLimited) as locked:
-        await accounts.login("EVE", PASSWORD, "10.0.0.10")  # names are case-folded, addresses differ
-    assert 0 < locked.value.retry_after <= 61
