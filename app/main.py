@@ -17,8 +17,10 @@ from app.api_lane import open_api_lane
 from app.body_limit import BodyLimit
 from app.context import Lantern
 from app.gate import AuthGate
+from app.origins import SameOrigin
 from app.pages import chat, duet, history, login, pipelines, settings_page, studio
 from app.security import SecurityHeaders
+from app.socket_guard import SocketGuard
 from components.render import highlight_css
 
 STATIC = Path(__file__).parent / "static"
@@ -42,6 +44,7 @@ def build(lantern: Lantern) -> None:
         app.add_middleware(CORSMiddleware, allow_origins=lantern.settings.cors_origins,
                            allow_methods=["GET", "POST", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])
+    app.add_middleware(SameOrigin, cors_origins=lantern.settings.cors_origins)  # inside: refusals get the headers
     app.add_middleware(SecurityHeaders)
     app.include_router(build_router(lantern))
     app.include_router(build_run_router(lantern))
@@ -54,6 +57,9 @@ def build(lantern: Lantern) -> None:
     history.register(lantern)
     login.register(lantern, lantern.accounts if shared else None)
     settings_page.register(lantern)
+    guard = SocketGuard(lantern.accounts if shared else None, lantern.settings.cors_origins)
+    guard.install()
+    app.on_startup(guard.start)
     app.on_startup(lambda: open_api_lane(app))  # NiceGUI adds its middlewares in ui.run, after this
     app.on_startup(lantern.startup)
     app.on_shutdown(lantern.shutdown)

@@ -7,6 +7,7 @@
     ├── Conflict              the item exists but its state forbids this (e.g. changing a finished run)
     ├── RateLimited           too many runs or login attempts (carries retry_after)
     ├── NotAuthenticated      no valid login, session or token
+    ├── Forbidden             a request from a place that may not make it (another site, a proxy without login)
     └── ProviderError         a provider call failed
         ├── ProviderAuth          missing/invalid key (not retryable)
         ├── ProviderBadRequest    the provider refused the request (not retryable)
@@ -62,6 +63,12 @@ class NotAuthenticated(LanternError):
     """No valid login, session or token."""
 
     kind = "unauthenticated"
+
+
+class Forbidden(LanternError):
+    """The request came from where it may not: another site's page, or through a proxy with login off."""
+
+    kind = "forbidden"
 
 
 class ProviderError(LanternError):

@@ -16,6 +16,7 @@ STATUS: list[tuple[type[errors.LanternError], int]] = [
     (errors.Conflict, 409),
     (errors.RateLimited, 429),
     (errors.NotAuthenticated, 401),
+    (errors.Forbidden, 403),
     (errors.ProviderAuth, 503),
     (errors.ProviderRateLimited, 429),
     (errors.ProviderUnavailable, 502),

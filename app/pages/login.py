@@ -22,11 +22,12 @@ TICKET_SECONDS = 30.0
 
 @dataclass
 class Ticket:
-    """A one-time hand-over from the login page (websocket) to a cookie (HTTP)."""
+    """A one-time hand-over from the login page (websocket) to a cookie (HTTP), for the browser that logged in."""
 
     token: str
     target: str
     expires: float
+    browser: str | None  # NiceGUI's signed per-browser id: a ticket planted in another browser is refused
 
 
 def register(lantern: Lantern, accounts: Accounts | None) -> None:
@@ -65,7 +66,8 @@ def register(lantern: Lantern, accounts: Accounts | None) -> None:
                         return
                     ticket = secrets.token_urlsafe(24)
                     tickets[ticket] = Ticket(token=await accounts.start_session(principal), target=safe_target(next),
-                                             expires=time.monotonic() + TICKET_SECONDS)
+                                             expires=time.monotonic() + TICKET_SECONDS,
+                                             browser=browser_id(ui.context.client.request))
                     ui.navigate.to(f"/login/complete?ticket={ticket}")
 
                 password.on("keydown.enter", submit)
@@ -74,14 +76,24 @@ def register(lantern: Lantern, accounts: Accounts | None) -> None:
             ui.label("Accounts are managed by an admin, in Settings or with lantern users.") \
                 .classes("text-xs opacity-60 text-center")
 
+    async def accounts_end(token: str) -> None:
+        """A ticket presented in the wrong place is burnt with its session."""
+        if accounts is not None:
+            await accounts.end_session(digest(token))
+
     @app.get("/login/complete", include_in_schema=False)
-    def complete(request: Request, ticket: str = "") -> RedirectResponse:
+    async def complete(request: Request, ticket: str = "") -> RedirectResponse:
         """Set the session cookie for a fresh login ticket, then go where the person was going."""
         found = tickets.pop(ticket, None)
         for key in [k for k, t in tickets.items() if t.expires < time.monotonic()]:
             tickets.pop(key, None)
         root = request.scope.get("root_path", "")
-        if found is None or found.expires < time.monotonic():
+        # Login CSRF: a ticket only completes in the browser that asked for it, navigating from this site.
+        if found is None or found.expires < time.monotonic() or found.browser is None or \
+                found.browser != browser_id(request) or \
+                request.headers.get("sec-fetch-site", "same-origin") != "same-origin":
+            if found is not None:
+                await accounts_end(found.token)
             return RedirectResponse(f"{root}/login", status_code=303)
         response = RedirectResponse(root + found.target, status_code=303)
         response.set_cookie(COOKIE, found.token, max_age=int(lantern.settings.session_hours * 3600),
@@ -108,6 +120,14 @@ def safe_target(target: str) -> str:
     if not target.startswith("/") or target.startswith("//") or "\\" in target or target.startswith("/login"):
         return "/"
     return quote(target, safe="/?=&%-_.~")
+
+
+def browser_id(request: Request | None) -> str | None:
+    """NiceGUI's per-browser id from its signed session cookie (set on every request once a storage secret is)."""
+    if request is None or "session" not in request.scope:
+        return None
+    found = request.session.get("id")
+    return str(found) if found else None
 
 
 def logged_in_name() -> str | None:

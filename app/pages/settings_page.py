@@ -11,8 +11,11 @@ from app.context import Lantern
 from app.pages.frame import frame
 from components.buttons import icon_button
 from services import pricing
+from services.accounts import TOKEN_LIFETIMES_DAYS, Principal
 from services.errors import LanternError
 from services.passwords import MIN_LENGTH
+from storage.auth_store import aware
+from storage.models import utcnow
 
 
 def register(lantern: Lantern) -> None:
@@ -30,7 +33,12 @@ class SettingsPage:
 
     def __init__(self, lantern: Lantern) -> None:
         self.lantern = lantern
-        self.principal = auth.current_principal()
+        auth.current_principal()  # refuse to build for an ended login
+
+    @property
+    def principal(self) -> Principal:
+        """The user, re-checked at every use: a click after logout or a password reset raises NotAuthenticated."""
+        return auth.current_principal()
 
     async def build(self) -> None:
         """Draw the sections."""
@@ -45,7 +53,10 @@ class SettingsPage:
                     with ui.row().classes("items-end gap-2"):
                         name = ui.input("Token name", placeholder="e.g. nightly report").props("dense outlined") \
                             .mark("token-name")
-                        ui.button("Create token", icon="key", on_click=lambda: self._create_token(name)) \
+                        lifetime = ui.select({0: "until revoked", **{d: f"{d} days" for d in TOKEN_LIFETIMES_DAYS}},
+                                             value=90, label="Expires after").props("dense outlined") \
+                            .classes("w-40").mark("token-lifetime")
+                        ui.button("Create token", icon="key", on_click=lambda: self._create_token(name, lifetime)) \
                             .props("unelevated").mark("token-create")
                     self.token_list = ui.column().classes("w-full gap-1")
                 await self._show_tokens()
@@ -86,22 +97,25 @@ class SettingsPage:
                 ui.label("No tokens yet.").classes("opacity-60 text-sm").mark("tokens-empty")
             for token in tokens:
                 with ui.row().classes("w-full items-center gap-3 text-sm").mark(f"token-{token.name}"):
-                    ui.icon("key_off" if token.revoked_at else "key").classes("opacity-70")
+                    expired = token.expires_at is not None and aware(token.expires_at) <= utcnow()
+                    ui.icon("key_off" if token.revoked_at or expired else "key").classes("opacity-70")
                     ui.label(token.name).classes("font-medium")
                     ui.label(f"{token.prefix}…").classes("font-mono opacity-70")
                     used = f"last used {token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never used"
-                    ui.label(f"created {token.created_at:%Y-%m-%d} · {used}").classes("opacity-60")
+                    until = f"expires {token.expires_at:%Y-%m-%d}" if token.expires_at else "no expiry"
+                    ui.label(f"created {token.created_at:%Y-%m-%d} · {used} · {until}").classes("opacity-60")
                     ui.space()
-                    if token.revoked_at:
-                        ui.label("revoked").classes("text-negative")
+                    if token.revoked_at or expired:
+                        ui.label("revoked" if token.revoked_at else "expired").classes("text-negative")
                     else:
                         icon_button("delete", f"Revoke {token.name}", partial(self._revoke, token.id, token.name),
                                     marker=f"revoke-{token.name}")
 
-    async def _create_token(self, name: ui.input) -> None:
+    async def _create_token(self, name: ui.input, lifetime: ui.select) -> None:
         """Create a token and show its secret this once."""
         try:
-            _token, secret = await self.lantern.accounts.create_token(self.principal.user_id, name.value or "")
+            _token, secret = await self.lantern.accounts.create_token(self.principal.user_id, name.value or "",
+                                                                      days=lifetime.value or None)
         except LanternError as exc:
             ui.notify(str(exc), type="warning")
             return

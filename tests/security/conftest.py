@@ -21,6 +21,7 @@ from storage import users as user_repo
 from storage.engine import Database
 from storage.models import utcnow
 from tests.conftest import ROOT, AppProcess
+from tests.e2e.conftest import page  # noqa: F401  (headless Chromium, for the tests here that need a browser)
 
 ADMIN_PASSWORD = "lantern keeper phrase"
 MEMBER_PASSWORD = "member secret phrase"
@@ -41,6 +42,20 @@ class SharedApp:
     def login(self, name: str = "ada") -> httpx.Client:
         """An HTTP client holding a live session cookie of `name`."""
         return login_client(self.url, self.data, name)
+
+    def token(self, name: str, label: str = "script") -> str:
+        """A live API token of `name` called `label`, written to the database as Settings would."""
+        secret = "lt_" + secrets.token_urlsafe(32)
+        db = Database(f"sqlite:///{self.data / 'lantern.db'}")
+        db.open()
+        try:
+            user = db.session_call(user_repo.find_user, name=name)
+            assert user is not None, name
+            db.session_call(auth_store.add_token, user_id=user.id, name=label, token_hash=digest(secret),
+                            prefix=secret[:8])
+        finally:
+            db.close()
+        return secret
 
     def users(self, *args: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run `lantern users ...` against this app's data dir (while the server runs)."""

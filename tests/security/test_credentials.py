@@ -3,7 +3,6 @@ while the server runs; tokens may expire and show when they were last used."""
 
 from __future__ import annotations
 
-import secrets
 import time
 from datetime import timedelta
 from typing import Any
@@ -11,10 +10,6 @@ from typing import Any
 import httpx
 from sqlmodel import select
 
-from services.accounts import digest
-from storage import auth_store
-from storage import users as user_repo
-from storage.engine import Database
 from storage.models import ApiToken, utcnow
 from tests.security.conftest import SharedApp
 
@@ -54,21 +49,6 @@ def _expire(session: Any, *, token_id: str) -> None:
     session.add(row)
 
 
-def _token_for(app: SharedApp, name: str) -> str:
-    """A live API token of `name`, written to the database as Settings would."""
-    secret = "lt_" + secrets.token_urlsafe(32)
-    db = Database(f"sqlite:///{app.data / 'lantern.db'}")
-    db.open()
-    try:
-        user = db.session_call(user_repo.find_user, name=name)
-        assert user is not None
-        db.session_call(auth_store.add_token, user_id=user.id, name="script", token_hash=digest(secret),
-                        prefix=secret[:8])
-    finally:
-        db.close()
-    return secret
-
-
 def _until(check: Any, seconds: float) -> float:
     """Seconds until `check()` holds, or fail after `seconds`."""
     started = time.monotonic()
@@ -81,7 +61,7 @@ def _until(check: Any, seconds: float) -> float:
 
 def test_lantern_users_passwd_while_the_server_runs_ends_logins_and_tokens(shared_app: SharedApp) -> None:
     browser = shared_app.login("bob")
-    secret = _token_for(shared_app, "bob")
+    secret = shared_app.token("bob")
     script = httpx.Client(base_url=shared_app.url, headers={"Authorization": f"Bearer {secret}"}, timeout=10)
     assert browser.get("/api/conversations").status_code == 200  # both cached by the server now
     assert script.get("/api/conversations").status_code == 200
