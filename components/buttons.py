@@ -10,5 +10,8 @@ from nicegui import ui
 def icon_button(icon: str, label: str, on_click: Any, *, marker: str | None = None,
                 props: str = "flat round dense size=sm") -> ui.button:
     """An icon-only button that screen readers and tests can name."""
-    button = ui.button(icon=icon, on_click=on_click).props(f'{props} aria-label="{label}"').tooltip(label)
+    button = ui.button(icon=icon, on_click=on_click).props(props).tooltip(label)
+    # Set as a value, never parsed: a label holds user text (a user or token name), and a quote in it
+    # would otherwise close the string and add a `:prop`, which NiceGUI evaluates as JavaScript.
+    button.props["aria-label"] = label
     return button.mark(marker) if marker else button
