@@ -15,6 +15,7 @@ from app.auth import current_user_id
 from app.context import Lantern
 from services.errors import NotFound
 from services.export import MEDIA_TYPES, conversation_document, filename, to_json, to_markdown, to_pdf
+from services.filenames import content_disposition
 from storage import conversations as conv_repo
 from storage import runs as run_repo
 
@@ -101,7 +102,7 @@ def build_router(lantern: Lantern) -> APIRouter:
         else:
             body = (to_json(doc) if fmt == "json" else to_markdown(doc)).encode()
         return Response(body, media_type=MEDIA_TYPES[fmt],
-                        headers={"Content-Disposition": f'attachment; filename="{filename(doc, fmt)}"'})
+                        headers={"Content-Disposition": content_disposition(filename(doc, fmt))})
 
     return router
 

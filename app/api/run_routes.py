@@ -15,6 +15,7 @@ from app.auth import current_user_id
 from app.context import Lantern
 from services import duet_export, pipeline_export
 from services.errors import NotFound
+from services.filenames import content_disposition
 from storage import runs as run_repo
 from storage.models import Run
 
@@ -99,7 +100,7 @@ def build_run_router(lantern: Lantern) -> APIRouter:
             content = exporter.to_json(doc) if format == "json" else exporter.to_markdown(doc)
         media = {"json": "application/json", "md": "text/markdown; charset=utf-8", "pdf": "application/pdf"}
         return Response(content, media_type=media[format], headers={
-            "Content-Disposition": f'attachment; filename="{exporter.filename(doc, format)}"'})
+            "Content-Disposition": content_disposition(exporter.filename(doc, format))})
 
     return router
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from app.api.schemas_runs import Amend, GenerateBody
 from app.auth import current_user_id
 from app.context import Lantern
+from services.filenames import content_disposition
 from services.studio_modules import KINDS, MODULES
 from storage import runs as run_repo
 
@@ -55,6 +56,6 @@ def build_studio_router(lantern: Lantern) -> APIRouter:
         """The approved version as a file (409 until approved)."""
         text, name = await lantern.studio.export(user_id=current_user_id(), deliverable_id=deliverable_id, fmt=format)
         media = "application/json" if format == "json" else "text/markdown; charset=utf-8"
-        return Response(text, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return Response(text, media_type=media, headers={"Content-Disposition": content_disposition(name)})
 
     return router
