@@ -113,7 +113,7 @@ def test_version_two_database_upgrade_backfills_the_conversation_index(db_url: s
     db = Database(db_url)
     db.open()
     with db.engine.connect() as conn:
-        assert conn.execute(text("SELECT version FROM schemaversion")).scalar() == LATEST == 3
+        assert conn.execute(text("SELECT version FROM schemaversion")).scalar() == LATEST
     assert _search(db, "u", "cliff") == {a, b}
     assert _search(db, "u", "lighthouse brest") == {a}  # words from different messages of one conversation
     assert _search(db, "u", "bre") == {a}
@@ -164,4 +164,26 @@ def test_conversation_index_follows_new_messages_updates_and_deletes(db_url: str
 
     c = db.session_call(again)
     assert _search(db, "u", "lisbon") == set() and _search(db, "u", "porto") == {c}
+    db.close()
+
+
+def test_version_three_database_gains_token_expiry_and_keeps_its_tokens(db_url: str) -> None:
+    from storage import auth_store
+    from storage import users as user_repo
+
+    db = Database(db_url)
+    db.open()
+    user = db.session_call(user_repo.add_user, name="tia", password_hash="x")
+    db.session_call(auth_store.add_token, user_id=user.id, name="old", token_hash="h" * 64, prefix="lt_old")
+    with db.engine.begin() as conn:  # back to version 3: no expiry column, no epoch table
+        conn.execute(text("ALTER TABLE apitoken DROP COLUMN expires_at"))
+        conn.execute(text("DROP TABLE authepoch"))
+        conn.execute(text("UPDATE schemaversion SET version = 3"))
+    db.close()
+
+    db = Database(db_url)
+    db.open()
+    found = db.session_call(auth_store.use_token, token_hash="h" * 64)
+    assert found is not None and found[0].name == "tia" and found[1] is None  # the old token lives, no expiry
+    assert db.session_call(auth_store.auth_epoch) == 0
     db.close()
