@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     from app.context import Lantern
     from app.heap import freeze_startup_objects
     from app.main import build
+    from app.slow_clients import header_deadline
     from storage.engine import DatabaseUnavailable
     from storage.users import list_users
 
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
            reconnect_timeout=10.0, show_welcome_message=True, root_path=settings.root_path,
            # Open SSE streams must not hold SIGTERM off: runs are stopped after.
            timeout_graceful_shutdown=3,
+           # uvicorn's HTTP protocol, but hanging up on request headers that do not finish in time.
+           http=header_deadline(settings.header_timeout),
            # Any window_size switches native mode on, so only pass one when asked for a window.
            window_size=(1280, 860) if args.native else None)
 

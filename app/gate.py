@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 from urllib.parse import quote
 
+from nicegui import __version__ as nicegui_version
 from starlette.responses import RedirectResponse
 
 from app import auth
@@ -21,8 +23,8 @@ from services.errors import NotAuthenticated, RateLimited
 
 COOKIE = "lantern_session"
 NO_STORE = {"Cache-Control": "no-store"}
-# Path → why it is open. NiceGUI's own assets and socket carry no data: a page's socket joins a
-# client that only an authenticated page request could have created.
+# Path → why it is open. NiceGUI's asset routes (see _nicegui_asset) and socket carry no data: a page's
+# socket joins a client that only an authenticated page request could have created.
 PUBLIC_PATHS = {
     "/health": "liveness probe for load balancers",
     "/login": "the login page",
@@ -31,12 +33,20 @@ PUBLIC_PATHS = {
     "/lantern/highlight.css": "code highlighting styles",
     "/favicon.ico": "icon",
 }
-PUBLIC_PREFIXES = ("/_nicegui/", "/_nicegui_ws/", "/static/")
+# Not "/_nicegui/": anything there that no route matches gets NiceGUI's 404 *page*, a whole Client built
+# for whoever asks (~70 KiB of memory each); only the exact asset route shapes are open (_nicegui_asset).
+PUBLIC_PREFIXES = ("/_nicegui_ws/", "/static/")
+# The routes of nicegui/nicegui.py for the installed version, each with every part its route requires:
+# whatever matches reaches that route, whose misses are a small JSON 404, never the 404 page. Left to the
+# login: /_nicegui/auto/... (files and media a page hands out, maybe a user's) and /_nicegui/client/...
+# (uploads). dynamic_resources are CSS that an element type generates (ui.markdown's code highlighting).
+NICEGUI_ASSET = re.compile(rf"/_nicegui/{re.escape(nicegui_version)}/(?:(?:static|libraries|components)/.+"
+                           r"|(?:resources|esm)/[^/]+/.+|dynamic_resources/[^/]+)")
 
 
 def is_public(path: str) -> bool:
     """Whether a route may be reached without a login."""
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or _nicegui_asset(path)
 
 
 class AuthGate:
@@ -137,3 +147,8 @@ def _to_login(scope: dict[str, Any], path: str) -> RedirectResponse:
     target = path + (f"?{query}" if query else "")
     return RedirectResponse(f"{scope.get('root_path', '')}/login?next={quote(target, safe='')}", status_code=303,
                             headers=NO_STORE)
+
+
+def _nicegui_asset(path: str) -> bool:
+    """Whether `path` has the shape of one of NiceGUI's asset routes: files and generated code, no data, no Client."""
+    return NICEGUI_ASSET.fullmatch(path) is not None

@@ -19,7 +19,9 @@ from app.context import Lantern
 from app.gate import AuthGate
 from app.origins import SameOrigin
 from app.pages import chat, duet, history, login, pipelines, settings_page, studio
+from app.proxy_guard import ProxyGuard
 from app.security import SecurityHeaders
+from app.slow_clients import BodyDeadline
 from app.socket_guard import SocketGuard
 from components.render import highlight_css
 
@@ -34,10 +36,13 @@ def build(lantern: Lantern) -> None:
                       include_in_schema=False)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=lantern.settings.max_body_bytes)  # inside the security headers
+    app.add_middleware(BodyDeadline, seconds=lantern.settings.body_timeout)  # a stalled body: 408
     shared = lantern.settings.shared
     auth.enforce(lantern.accounts if shared else None)
     if shared:  # added before SecurityHeaders, so refusals and redirects carry the headers too
         app.add_middleware(AuthGate, accounts=lantern.accounts)
+    else:  # one local user: a request through a proxy would make everyone behind it that user
+        app.add_middleware(ProxyGuard)
     if lantern.settings.cors_origins:  # off unless an allow-list is configured
         from starlette.middleware.cors import CORSMiddleware
 

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     provider_timeout_s: float = Field(60.0, validation_alias="LANTERN_PROVIDER_TIMEOUT")
     max_prompt_chars: int = Field(200_000, validation_alias="LANTERN_MAX_PROMPT_CHARS")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, validation_alias="LANTERN_MAX_BODY_BYTES")
+    # Seconds a client may take to send its request headers, and to send each next piece of a body (slowloris).
+    header_timeout: float = Field(10.0, gt=0, validation_alias="LANTERN_HEADER_TIMEOUT")
+    body_timeout: float = Field(15.0, gt=0, validation_alias="LANTERN_BODY_TIMEOUT")
 
     @field_validator("root_path")
     @classmethod
