@@ -1,4 +1,8 @@
-"""Lantern under a path prefix behind nginx, configured with the snippet from docs/DEPLOY.md as written."""
+"""Lantern under a path prefix behind nginx, configured with the snippet from docs/DEPLOY.md as written.
+
+Behind a proxy Lantern runs in shared mode (LANTERN_REQUIRE_LOGIN=1), as the doc says: without it, it refuses
+whatever comes through the proxy (test_without_login_the_proxy_is_refused).
+"""
 
 from __future__ import annotations
 
@@ -51,8 +55,8 @@ class Nginx:
 
 
 @pytest.fixture
-def proxied(tmp_path: Path) -> Iterator[tuple[AppProcess, Nginx]]:
-    """Lantern with LANTERN_ROOT_PATH=/lantern, and nginx in front of it."""
+def proxied_local(tmp_path: Path) -> Iterator[tuple[AppProcess, Nginx]]:
+    """Lantern with LANTERN_ROOT_PATH=/lantern and nginx in front of it, but login left off (the footgun)."""
     yield from start(tmp_path, {})
 
 
@@ -84,12 +88,13 @@ def start(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[tuple[AppProces
         app.stop()
 
 
-async def test_chat_page_works_under_the_prefix(proxied: tuple[AppProcess, Nginx], page: Any) -> None:
-    _, proxy = proxied
+async def test_chat_page_works_under_the_prefix(proxied_shared: tuple[AppProcess, Nginx], page: Any) -> None:
+    _, proxy = proxied_shared
     failed: list[str] = []
     page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     await page.goto(f"{proxy.url}{PREFIX}/")
-    await page.get_by_text("Ask anything").wait_for()
+    await log_in(page)
+    await page.get_by_text("Ask anything").wait_for(timeout=20_000)
     box = page.get_by_placeholder("Message Lantern…")
     await box.fill("Hello through the proxy")
     await box.press("Enter")  # goes over the websocket, through nginx's upgrade
@@ -112,10 +117,8 @@ async def test_login_under_the_prefix(proxied_shared: tuple[AppProcess, Nginx], 
     failed: list[str] = []
     page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     await page.goto(f"{proxy.url}{PREFIX}/history")
-    await page.get_by_label("Name").fill("ada")
     assert page.url.startswith(f"{proxy.url}{PREFIX}/login?next=")
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_label("Password").press("Enter")
+    await log_in(page)
     await page.wait_for_url(f"{proxy.url}{PREFIX}/history", timeout=20_000)  # back where the person was going
     session = {c["name"]: c for c in await page.context.cookies()}["lantern_session"]
     assert session["path"] == PREFIX
@@ -127,13 +130,14 @@ async def test_login_under_the_prefix(proxied_shared: tuple[AppProcess, Nginx], 
     assert not failed, f"requests failed behind the proxy: {failed}"
 
 
-def test_sse_arrives_event_by_event(proxied: tuple[AppProcess, Nginx]) -> None:
+def test_sse_arrives_event_by_event(proxied_shared: tuple[AppProcess, Nginx]) -> None:
     """The `slow` script takes ≥ 8 s (400 chunks, 20 ms apart): buffered, nothing would arrive before its end."""
-    _, proxy = proxied
+    _, proxy = proxied_shared
     body = {"messages": [{"role": "user", "content": "Talk for a while"}], "model": "scripted/slow"}
     started = time.monotonic()
     arrivals: list[float] = []
-    with httpx.stream("POST", f"{proxy.url}{PREFIX}/api/chat/stream", json=body, timeout=15) as response:
+    with httpx.stream("POST", f"{proxy.url}{PREFIX}/api/chat/stream", json=body, auth=("ada", PASSWORD),
+                      timeout=15) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
@@ -145,6 +149,25 @@ def test_sse_arrives_event_by_event(proxied: tuple[AppProcess, Nginx]) -> None:
     assert arrivals[0] < 4, f"the first event took {arrivals[0]:.1f} s"
     assert arrivals[-1] < 6, f"40 events took {arrivals[-1]:.1f} s: the proxy held them back"
     assert arrivals[-1] - arrivals[0] > 0.2, "the events arrived in one lump"
+
+
+def test_without_login_the_proxy_is_refused(proxied_local: tuple[AppProcess, Nginx]) -> None:
+    """Bound to loopback with login off, Lantern would take everyone behind nginx for its one local user."""
+    app, proxy = proxied_local
+    with httpx.Client(base_url=proxy.url, timeout=10) as client:
+        page = client.get(f"{PREFIX}/", headers={"Accept": "text/html"})
+        assert page.status_code == 403 and "LANTERN_REQUIRE_LOGIN=1" in page.text
+        api = client.get(f"{PREFIX}/api/conversations")
+        assert api.status_code == 403 and "LANTERN_REQUIRE_LOGIN=1" in api.json()["error"]["message"]
+        assert client.get(f"{PREFIX}/health").status_code == 200  # the probe still answers
+    assert httpx.get(f"{app.url}/api/conversations", timeout=10).status_code == 200  # on the machine itself: served
+
+
+async def log_in(page: Any) -> None:
+    """Fill in the login page the browser was sent to."""
+    await page.get_by_label("Name").fill("ada")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_label("Password").press("Enter")
 
 
 def nginx_conf(workdir: Path, listen_port: int, upstream_port: int) -> str:
