@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -42,7 +43,9 @@ class PipelineService:
         """Validate (topic, definition, every role's model) before anything is stored, then run."""
         if not topic or not topic.strip():
             raise BadInput("topic is empty: say what the pipeline should work on")
-        spec = parse_definition(definition) if definition is not None else await self.find(user_id, pipeline or "")
+        # Parsing text takes a moment of pure-Python YAML: a worker thread keeps every page responsive meanwhile.
+        spec = await asyncio.to_thread(parse_definition, definition) if definition is not None \
+            else await self.find(user_id, pipeline or "")
         if max_attempts is not None and not 1 <= max_attempts <= 10:
             raise BadInput("max_attempts must be between 1 and 10")
         unknown_roles = sorted(set(models or {}) - set(spec.roles))
@@ -73,7 +76,7 @@ class PipelineService:
 
     async def save(self, *, user_id: str, source: str | dict[str, Any]) -> PipelineDef:
         """Validate and keep a person's pipeline under its name (built-in names are reserved)."""
-        spec = parse_definition(source)
+        spec = await asyncio.to_thread(parse_definition, source)  # off the event loop, as in start()
         if spec.name in builtins():
             raise BadInput(f"'{spec.name}' is a built-in pipeline: choose another name")
         await self.db.call(preset_repo.save_preset, user_id=user_id, kind="pipeline", name=spec.name,

@@ -16,6 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from services.errors import BadInput
 
+# A definition is a page of YAML: these caps leave room for any real one (the built-in has ~100 values) and
+# keep a hostile one from costing more than a moment of a worker thread.
+MAX_SOURCE_BYTES = 256 * 1024
+MAX_VALUES = 10_000
+MAX_DEPTH = 40
+MAX_PROBLEMS = 10
+NO_ALIASES = ("pipeline definitions may not use YAML anchors or aliases (&name / *name / <<: *name): "
+              "write each value out in full")
+
 REFERENCE = re.compile(r"\{steps\.([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?\}")
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -97,29 +106,70 @@ class PipelineDef(BaseModel):
 
 
 def parse_definition(source: str | dict[str, Any]) -> PipelineDef:
-    """A definition from YAML/JSON text or a dict, or BadInput naming the line or field at fault."""
+    """A definition from YAML/JSON text or a dict, or BadInput naming the line or field at fault.
+
+    Text can take a moment (PyYAML is pure Python): async callers run this in a worker thread.
+    """
     data: Any = source
     if isinstance(source, str):
+        size = len(source.encode("utf-8", "surrogatepass"))
+        if size > MAX_SOURCE_BYTES:
+            raise BadInput(f"the definition is {size / 1024:,.0f} KiB, more than the {MAX_SOURCE_BYTES // 1024} KiB "
+                           "accepted")
         try:
-            data = yaml.safe_load(source) if not source.lstrip().startswith("{") else json.loads(source)
+            data = yaml.load(source, Loader=_Loader) if not source.lstrip().startswith("{") else json.loads(source)
         except json.JSONDecodeError as exc:
             raise BadInput(f"line {exc.lineno}: {exc.msg}") from exc
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = f"line {mark.line + 1}: " if mark is not None else ""
             raise BadInput(f"{line}{getattr(exc, 'problem', None) or exc}") from exc
+        except RecursionError as exc:
+            raise BadInput("the definition is nested too deeply") from exc
+        except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+            raise BadInput(f"a value cannot be read: {exc}") from exc
     if not isinstance(data, dict):
         raise BadInput("a pipeline definition is a mapping with name, roles and steps")
     try:
         return PipelineDef.model_validate(data)
     except ValidationError as exc:
+        # Thousands of wrong items would otherwise each search the text for their line: name the first few.
         problems = []
-        for err in exc.errors():
+        for err in exc.errors()[:MAX_PROBLEMS]:
             path = _path(err["loc"])
             message = err["msg"].removeprefix("Value error, ")
             line_no = _line_of(source, err["loc"], err["msg"]) if isinstance(source, str) else None
             problems.append(f"{f'line {line_no}: ' if line_no else ''}{path + ': ' if path else ''}{message}")
+        if exc.error_count() > MAX_PROBLEMS:
+            problems.append(f"and {exc.error_count() - MAX_PROBLEMS:,} more problems")
         raise BadInput("; ".join(problems)) from exc
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without anchors and aliases (a few hundred bytes of them expand to gigabytes), with caps."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._values = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Refuse an alias or anchor, the 10,001st value and nesting past MAX_DEPTH before composing the node."""
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.MarkedYAMLError(problem=NO_ALIASES, problem_mark=event.start_mark)
+        self._values += 1
+        if self._values > MAX_VALUES:
+            raise yaml.MarkedYAMLError(problem=f"the definition has more than {MAX_VALUES:,} values",
+                                       problem_mark=event.start_mark)
+        if self._depth >= MAX_DEPTH:
+            raise yaml.MarkedYAMLError(problem=f"the definition is nested more than {MAX_DEPTH} levels deep",
+                                       problem_mark=event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def render(template: str, *, topic: str, outputs: dict[str, Any]) -> str:
