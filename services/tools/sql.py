@@ -1,4 +1,4 @@
-"""Read-only SQL over a SQLite file: `sql_query` and `describe_data`, guarded in depth."""
+"""Read-only SQL over a SQLite file: `sql_query` (run in a process that ends at its deadline) and `describe_data`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from services.tools.base import Tool, ToolError
+from services.tools.query_process import START_ALLOWANCE_S, run_isolated
 
 MAX_CELL_CHARS = 120
 SAMPLE_ROWS = 3
@@ -66,13 +67,15 @@ def sql_tools(db_path: Path, *, max_rows: int = 200, timeout_s: float = 5.0) -> 
 
     async def sql_query(args: SqlQueryArgs) -> str:
         check_read_only(args.query)
-        return await asyncio.to_thread(_run_query, db_path, args.query, max_rows, timeout_s)
+        job = {"db": str(db_path), "query": args.query, "max_rows": max_rows, "timeout_s": timeout_s,
+               "late": stopped_message(timeout_s)}
+        return await asyncio.to_thread(run_isolated, job, timeout_s)
 
     async def describe_data(args: DescribeDataArgs) -> str:
         return await asyncio.to_thread(_describe, db_path, args.table, timeout_s)
 
-    # The outer timeout is a backstop: the progress handler stops the query first with a clearer message.
-    backstop = timeout_s * 2 + 1
+    # The outer timeout is a backstop: the query's own process stops first with a clearer message.
+    backstop = timeout_s + START_ALLOWANCE_S + 1
     return [
         Tool(name="sql_query", args_model=SqlQueryArgs, run=sql_query, timeout_s=backstop,
              description=(f"Run one read-only SQLite SELECT over the business database and get a Markdown "
@@ -184,8 +187,8 @@ def _authorizer(denials: list[str]) -> Callable[[int, str | None, str | None, st
     return authorize
 
 
-def _run_query(db_path: Path, query: str, max_rows: int, timeout_s: float) -> str:
-    """Execute in a worker thread and format the rows as a Markdown table."""
+def run_query(db_path: Path, query: str, max_rows: int, timeout_s: float) -> str:
+    """Execute (in a query process) and format the rows as a Markdown table."""
     conn, denials = open_read_only(db_path, timeout_s)
     try:
         cursor = conn.execute(query)
@@ -246,13 +249,18 @@ def _tool_error(exc: sqlite3.Error, denials: list[str], timeout_s: float) -> Too
         specific = [d for d in denials if d != READ_ONLY_DENIAL] or denials
         return ToolError(f"Query refused: {specific[0]}.")
     if message == "interrupted":
-        return ToolError(f"The query was stopped after {timeout_s:g} s. Add WHERE/LIMIT, avoid unbounded "
-                         "recursive CTEs and cross joins, or aggregate.")
+        return ToolError(stopped_message(timeout_s))
     if "one statement at a time" in message:
         return ToolError(f"{ONLY_SELECT}.")
     if "string or blob too big" in message:
         return ToolError(f"A value in the query grew past {MAX_VALUE_BYTES:,} bytes; build smaller strings.")
     return ToolError(f"SQLite error: {message}. Call describe_data to check table and column names.")
+
+
+def stopped_message(timeout_s: float) -> str:
+    """What the model reads when its query ran out of time."""
+    return (f"The query was stopped after {timeout_s:g} s. Add WHERE/LIMIT, avoid unbounded recursive CTEs, "
+            "cross joins and very long strings, or aggregate.")
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
