@@ -20,8 +20,10 @@ from app import auth
 from app.api.errors import lantern_error_response
 from services.accounts import Accounts, Principal
 from services.errors import NotAuthenticated, RateLimited
+from services.limits import SlidingWindow
 
 COOKIE = "lantern_session"
+LOGIN_PAGES_PER_MINUTE = 60
 NO_STORE = {"Cache-Control": "no-store"}
 # Path → why it is open. NiceGUI's asset routes (see _nicegui_asset) and socket carry no data: a page's
 # socket joins a client that only an authenticated page request could have created.
@@ -55,6 +57,9 @@ class AuthGate:
     def __init__(self, app: Any, accounts: Accounts) -> None:
         self.app = app
         self.accounts = accounts
+        # The login page is the one page built for anybody, and each build is a NiceGUI client held for a
+        # minute: anonymous builds are counted per address.
+        self.login_pages = SlidingWindow(LOGIN_PAGES_PER_MINUTE)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -73,6 +78,12 @@ class AuthGate:
             principal, failure = None, exc
         else:
             failure = NotAuthenticated("Log in first: use the login page, HTTP Basic, or an API token.")
+        if principal is None and path == "/login" and scope["type"] == "http" and scope.get("method") == "GET":
+            try:
+                self.login_pages.take(_address(scope), "login page loads from your address")
+            except RateLimited as exc:
+                await lantern_error_response(exc, **NO_STORE)(scope, receive, send)
+                return
         if principal is None and not is_public(path):
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 4401})

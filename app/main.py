@@ -42,7 +42,7 @@ def build(lantern: Lantern) -> None:
     if shared:  # added before SecurityHeaders, so refusals and redirects carry the headers too
         app.add_middleware(AuthGate, accounts=lantern.accounts)
     else:  # one local user: a request through a proxy would make everyone behind it that user
-        app.add_middleware(ProxyGuard)
+        app.add_middleware(ProxyGuard, allowed_hosts=lantern.settings.allowed_hosts)
     if lantern.settings.cors_origins:  # off unless an allow-list is configured
         from starlette.middleware.cors import CORSMiddleware
 

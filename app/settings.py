@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     max_run_tokens: int = Field(200_000, ge=0, validation_alias="LANTERN_MAX_RUN_TOKENS")  # 0: no cap
     root_path: str = Field("", validation_alias="LANTERN_ROOT_PATH")  # e.g. /lantern behind a reverse proxy
     cors_origins: list[str] = Field(default_factory=list, validation_alias="LANTERN_CORS_ORIGINS")
+    # With login off only loopback names are answered (DNS rebinding); these host names are answered too.
+    allowed_hosts: list[str] = Field(default_factory=list, validation_alias="LANTERN_ALLOWED_HOSTS")
 
     provider_timeout_s: float = Field(60.0, validation_alias="LANTERN_PROVIDER_TIMEOUT")
     max_prompt_chars: int = Field(200_000, validation_alias="LANTERN_MAX_PROMPT_CHARS")

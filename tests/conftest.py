@@ -107,6 +107,8 @@ def lantern_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LANTERN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LANTERN_SCRIPTS", json.dumps(SCRIPTS))
+    # In-process clients (NiceGUI's User fixture, httpx over ASGI) address the app as http://test.
+    monkeypatch.setenv("LANTERN_ALLOWED_HOSTS", '["test"]')
     monkeypatch.chdir(tmp_path)  # no stray .env from the checkout
     return tmp_path / "data"
 
