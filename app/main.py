@@ -21,7 +21,6 @@ from app.origins import SameOrigin
 from app.pages import chat, duet, history, login, pipelines, settings_page, studio
 from app.proxy_guard import ProxyGuard
 from app.security import SecurityHeaders
-from app.slow_clients import BodyDeadline
 from app.socket_guard import SocketGuard
 from components.render import highlight_css
 
@@ -35,8 +34,8 @@ def build(lantern: Lantern) -> None:
     app.add_api_route("/lantern/highlight.css", lambda: PlainTextResponse(css, media_type="text/css"),
                       include_in_schema=False)
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=lantern.settings.max_body_bytes)  # inside the security headers
-    app.add_middleware(BodyDeadline, seconds=lantern.settings.body_timeout)  # a stalled body: 408
+    # Inside the security headers: a body too large (413) or stalled (408).
+    app.add_middleware(BodyLimit, max_bytes=lantern.settings.max_body_bytes, seconds=lantern.settings.body_timeout)
     shared = lantern.settings.shared
     auth.enforce(lantern.accounts if shared else None)
     if shared:  # added before SecurityHeaders, so refusals and redirects carry the headers too
