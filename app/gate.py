@@ -24,6 +24,7 @@ from services.limits import SlidingWindow
 
 COOKIE = "lantern_session"
 LOGIN_PAGES_PER_MINUTE = 60
+SCRIPT_PREFIXES = ("/api/", "/v1/", "/openapi.json", "/docs")  # where Basic and Bearer credentials count
 NO_STORE = {"Cache-Control": "no-store"}
 # Path → why it is open. NiceGUI's asset routes (see _nicegui_asset) and socket carry no data: a page's
 # socket joins a client that only an authenticated page request could have created.
@@ -98,9 +99,13 @@ class AuthGate:
         await self.app(scope, receive, send)
 
     async def _principal(self, scope: dict[str, Any]) -> Principal | None:
-        """From the Authorization header, else the session cookie; None when neither is given."""
+        """From the Authorization header (script routes only), else the session cookie; None without either.
+
+        Pages and their sockets run on browser logins only: a browser that remembers Basic credentials (or a
+        token) would otherwise hold a page whose login nothing could end.
+        """
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        header = headers.get("authorization", "")
+        header = headers.get("authorization", "") if route_path(scope).startswith(SCRIPT_PREFIXES) else ""
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer":
             principal = await self.accounts.from_token(value.strip())

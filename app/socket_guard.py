@@ -1,5 +1,5 @@
-"""The page socket: only this site's pages connect, a socket speaks for its own page, and in shared mode
-only that page's own user, while their login holds.
+"""The page socket: only this site's pages connect, only from the browser that loaded the page, a socket
+speaks for its own page, and in shared mode only that page's own user, while their login holds.
 
 NiceGUI's socket.io server takes any Origin and routes each message by the client id the message names.
 Here every socket is bound at connect time to the one page (client id) it connected for; messages naming
@@ -89,7 +89,14 @@ class SocketGuard:
             client = Client.instances.get(client_id) if client_id else None
             if client_id is None or client is None:
                 raise socketio.exceptions.ConnectionRefusedError(RELOAD)
-            principal = _scope_principal(environ.get("asgi.scope", {}))
+            scope = environ.get("asgi.scope", {})
+            principal = _scope_principal(scope)
+            page_scope = client.request.scope if client.request is not None else {}
+            if _browser(page_scope) not in (None, _browser(scope)):
+                # Only the browser that loaded the page (NiceGUI's signed per-browser id) may join it: a client
+                # id read from a proxy's log is not enough, not even for the login page.
+                log.warning("refused a page socket from another browser")
+                raise socketio.exceptions.ConnectionRefusedError(RELOAD)
             if self.accounts is not None and not self._may_join(client, principal):
                 log.warning("refused a page socket without that page's login")
                 raise socketio.exceptions.ConnectionRefusedError(RELOAD)
@@ -176,6 +183,13 @@ def _scope_principal(scope: Mapping[str, Any]) -> Principal | None:
     """The principal the login gate put into a request's scope."""
     found = scope.get("state", {}).get(SCOPE_KEY)
     return found if isinstance(found, Principal) else None
+
+
+def _browser(scope: Mapping[str, Any]) -> str | None:
+    """NiceGUI's per-browser id, from its signed session cookie, of a page request or a socket."""
+    session = scope.get("session")
+    found = session.get("id") if isinstance(session, dict) else None
+    return str(found) if found else None
 
 
 def _query(environ: dict[str, Any]) -> dict[str, str]:

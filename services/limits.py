@@ -93,6 +93,14 @@ class Backoff:
         """Forget `key` (e.g. after a successful login)."""
         self._failures.pop(key, None)
 
+    def forgive(self, key: str) -> None:
+        """Take back one failure of `key` (an attempt counted in advance that succeeded)."""
+        count, last = self._state(key)
+        if count > 1:
+            self._failures[key] = (count - 1, last)
+        else:
+            self._failures.pop(key, None)
+
     def _state(self, key: str) -> tuple[int, float]:
         """The key's failures, or none once it has been quiet long enough."""
         count, last = self._failures.get(key, (0, 0.0))

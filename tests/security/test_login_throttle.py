@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 from typing import Any
@@ -82,3 +83,21 @@ async def test_unknown_and_known_names_take_the_same_time(lantern: Any) -> None:
     unknown = [await timed(f"ghost{i}", f"198.51.100.{10 + i}") for i in range(4)]
     # Before the fix an unknown name answered ~40x faster (no hash check); now both run Argon2.
     assert statistics.median(unknown) > statistics.median(known) / 3
+
+
+async def test_guesses_sent_all_at_once_meet_the_backoff_too(lantern: Any) -> None:
+    accounts = lantern.accounts
+    await accounts.add_user("una", PASSWORD, "member")
+
+    async def guess() -> str:
+        try:
+            await accounts.login("una", "guess guess", "203.0.113.5")
+        except RateLimited:
+            return "slowed"
+        except NotAuthenticated:
+            return "checked"
+        return "in"
+
+    outcomes = await asyncio.gather(*(guess() for _ in range(30)))
+    # Before: all 30 were checked, because each failure was counted only after its slow hash check.
+    assert outcomes.count("checked") <= 5 and outcomes.count("slowed") >= 25

@@ -78,3 +78,27 @@ async def test_a_password_reset_by_the_cli_closes_open_pages(shared_app: SharedA
     assert shared_app.users("passwd", "bob", password="another long password").returncode == 0
     await asyncio.wait_for(socket.disconnected.wait(), 5)
     assert ("try_reconnect", {}) in socket.received  # the browser reloads into the login page
+
+
+async def test_another_browser_cannot_join_even_the_login_page(shared_app: SharedApp) -> None:
+    victim = httpx.Client(base_url=shared_app.url)
+    page = open_page(victim, "/login")  # the client id (and tab id) may show in a proxy's log
+    with pytest.raises(socketio.exceptions.ConnectionError):  # before: the attacker joined the victim's page
+        await connect(shared_app.url, page.client_id)
+    attacker = httpx.Client(base_url=shared_app.url)
+    open_page(attacker, "/login")  # a browser id of the attacker's own
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await connect(shared_app.url, page.client_id, cookie=cookie_header(attacker))
+    own = await connect(shared_app.url, page.client_id, cookie=cookie_header(victim))
+    assert own.sio.connected
+    await own.close()
+
+
+def test_pages_take_only_browser_logins_not_basic_credentials(shared_app: SharedApp) -> None:
+    from tests.security.conftest import ADMIN_PASSWORD
+
+    basic = httpx.Client(base_url=shared_app.url, auth=("ada", ADMIN_PASSWORD))
+    page = basic.get("/settings", headers={"Accept": "text/html"})
+    # Before: 200, a page held by remembered Basic credentials, which no logout or password change could end.
+    assert page.status_code == 303 and "/login" in page.headers["location"]
+    assert basic.get("/api/conversations").status_code == 200  # scripts keep Basic for the API
