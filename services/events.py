@@ -104,6 +104,15 @@ class Usage(Event):
     cost_usd: float = 0.0
     provider: str = ""
     model: str = ""
+    # Why the model stopped (STOP_REASONS); None when the provider cannot say.
+    stop_reason: str | None = None
+    # True when the server reported no token counts and these were counted (or estimated) by Lantern.
+    estimated: bool | None = None
+
+
+# Why a reply ended: it was finished; it hit the length limit (max_tokens); it asked for tools; the server
+# ended the stream early (no [DONE] / no final event); a content filter cut it.
+STOP_REASONS = ("end", "length", "tool_calls", "interrupted", "content_filter")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -42,6 +42,11 @@ class ChatRequest:
     temperature: float | None = None
     max_tokens: int | None = None
     tools: tuple[ToolSpec, ...] = ()
+    # A JSON Schema the reply must match (structured output), enforced natively by each provider:
+    # OpenAI-compatible response_format json_schema (json_object where refused), Anthropic and Bedrock a
+    # forced tool with this input schema, the embedded model a llama.cpp grammar. The reply's text is the JSON.
+    response_schema: dict[str, Any] | None = None
+    schema_name: str = "response"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,6 +83,13 @@ class Provider(ABC):
         """Whether a model name is valid here (servers may host models we do not list)."""
         return model in self.models()
 
+    async def list_models(self) -> list[str]:
+        """The models the server says it has (GET /v1/models and the like); the built-in names by default.
+
+        The registry caches the answer briefly and falls back to `models()` when this raises.
+        """
+        return self.models()
+
     @abstractmethod
     def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
         """Yield `TextDelta`s, any `ToolCall`s the model asks for, then one `Usage`; raise our errors."""
@@ -106,6 +118,11 @@ def _openai_message(m: ChatMessage) -> dict[str, Any]:
                               "function": {"name": c.name, "arguments": json.dumps(c.args)}}
                              for c in m.tool_calls]
     return out
+
+
+def estimate_tokens(text: str) -> int:
+    """A token count for text when the server reports none (about four characters a token in English)."""
+    return (len(text) + 3) // 4 if text else 0
 
 
 def parse_args(text: str) -> dict[str, Any]:
