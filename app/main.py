@@ -54,6 +54,7 @@ def build(lantern: Lantern) -> None:
     app.include_router(build_run_router(lantern))
     app.include_router(build_studio_router(lantern))
     app.include_router(build_docs_router(app))
+    errors.install_not_found(app)  # after every API route
     chat.register(lantern)
     duet.register(lantern)
     pipelines.register(lantern)

@@ -40,10 +40,12 @@ def _v2_to_v3_conversation_search(conn: Connection) -> None:
 
 
 def _v3_to_v4_token_expiry(conn: Connection) -> None:
-    """API tokens may expire; the auth epoch table is created by create_all (as is apitoken, if it is missing)."""
+    """API tokens may expire, runs keep their error's type; the auth epoch table is created by create_all."""
     found = inspect(conn)
     if found.has_table("apitoken") and "expires_at" not in {c["name"] for c in found.get_columns("apitoken")}:
         conn.execute(text("ALTER TABLE apitoken ADD COLUMN expires_at TIMESTAMP"))
+    if found.has_table("run") and "error_type" not in {c["name"] for c in found.get_columns("run")}:
+        conn.execute(text("ALTER TABLE run ADD COLUMN error_type VARCHAR"))
 
 
 # Each entry upgrades from version i+1 to i+2; append, never edit, once released.

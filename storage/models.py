@@ -81,6 +81,7 @@ class Run(SQLModel, table=True):
     config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     error: str | None = Field(default=None, sa_column=Column(Text))
+    error_type: str | None = None  # the error's kind (services/errors.py), e.g. rate_limited, token_cap
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0

@@ -67,3 +67,17 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.LanternError, lantern_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(400, unreadable_body)
+
+
+def install_not_found(app: FastAPI) -> None:
+    """Unknown `/api/...` routes answer in the API's error shape (NiceGUI would serve its HTML 404 page).
+
+    Registered after every API route: it only catches what no route matched.
+    """
+
+    async def not_found(request: Request) -> JSONResponse:
+        return error_response(404, "not_found", f"No API route {request.method} {request.url.path}: "
+                                                "see /docs for the routes")
+
+    app.add_api_route("/api/{rest:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                      include_in_schema=False)

@@ -50,7 +50,7 @@ def build_router(lantern: Lantern) -> APIRouter:
                 "message": run.result.get("message", {"role": "assistant", "content": ""}),
                 "usage": {"input_tokens": run.input_tokens, "output_tokens": run.output_tokens,
                           "cost_usd": run.cost_usd},
-                **({"error": {"type": "provider_error", "message": run.error}} if run.error else {})}
+                **({"error": {"type": run.error_type or "error", "message": run.error}} if run.error else {})}
 
     @router.post("/api/chat/stream")
     async def chat_stream(body: ChatBody) -> Response:

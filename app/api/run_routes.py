@@ -106,5 +106,9 @@ def build_run_router(lantern: Lantern) -> APIRouter:
 
 
 def public(run: Run) -> dict[str, Any]:
-    """A run as clients see it (no owner id)."""
-    return run.model_dump(mode="json", include=PUBLIC_RUN_FIELDS)
+    """A run as clients see it (no owner id): usage as one object, the error with its type."""
+    body = run.model_dump(mode="json", include=PUBLIC_RUN_FIELDS)
+    body["usage"] = {"input_tokens": run.input_tokens, "output_tokens": run.output_tokens, "cost_usd": run.cost_usd}
+    if run.error:
+        body["error_type"] = run.error_type or "error"
+    return body

@@ -122,7 +122,12 @@ def _openai_message(m: ChatMessage) -> dict[str, Any]:
 
 def estimate_tokens(text: str) -> int:
     """A token count for text when the server reports none (about four characters a token in English)."""
-    return (len(text) + 3) // 4 if text else 0
+    return tokens_for_chars(len(text))
+
+
+def tokens_for_chars(chars: int) -> int:
+    """About four characters a token, rounded up."""
+    return (chars + 3) // 4
 
 
 def parse_args(text: str) -> dict[str, Any]:

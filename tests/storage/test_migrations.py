@@ -167,7 +167,7 @@ def test_conversation_index_follows_new_messages_updates_and_deletes(db_url: str
     db.close()
 
 
-def test_version_three_database_gains_token_expiry_and_keeps_its_tokens(db_url: str) -> None:
+def test_version_three_database_gains_token_expiry_and_run_error_types(db_url: str) -> None:
     from storage import auth_store
     from storage import users as user_repo
 
@@ -177,6 +177,7 @@ def test_version_three_database_gains_token_expiry_and_keeps_its_tokens(db_url: 
     db.session_call(auth_store.add_token, user_id=user.id, name="old", token_hash="h" * 64, prefix="lt_old")
     with db.engine.begin() as conn:  # back to version 3: no expiry column, no epoch table
         conn.execute(text("ALTER TABLE apitoken DROP COLUMN expires_at"))
+        conn.execute(text("ALTER TABLE run DROP COLUMN error_type"))
         conn.execute(text("DROP TABLE authepoch"))
         conn.execute(text("UPDATE schemaversion SET version = 3"))
     db.close()
@@ -186,4 +187,6 @@ def test_version_three_database_gains_token_expiry_and_keeps_its_tokens(db_url: 
     found = db.session_call(auth_store.use_token, token_hash="h" * 64)
     assert found is not None and found[0].name == "tia" and found[1] is None  # the old token lives, no expiry
     assert db.session_call(auth_store.auth_epoch) == 0
+    with db.engine.connect() as conn:  # and runs keep their error's type from now on
+        assert conn.execute(text("SELECT count(*) FROM run WHERE error_type IS NULL")).scalar() == 0
     db.close()
