@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from services.accounts import digest
-from services.errors import BadInput, NotAuthenticated, NotFound, RateLimited
+from services.errors import BadInput, NotAuthenticated, NotFound
 
 PASSWORD = "correct horse battery"
 
