@@ -7,6 +7,7 @@ const ACTIONS = {
   "branch-next": ["chevron_right", "Next version"],
   edit: ["edit", "Edit and rerun from here"],
   regenerate: ["refresh", "Regenerate"],
+  continue: ["playlist_add", "Continue the reply"],
 };
 
 export default {

@@ -16,7 +16,7 @@ from nicegui import Client, ui
 from nicegui.events import GenericEventArguments
 
 EVENT = "lantern_msg"
-ACTIONS = ("branch-prev", "branch-next", "edit", "regenerate")  # the browser knows their icons and names
+ACTIONS = ("branch-prev", "branch-next", "edit", "regenerate", "continue")  # the browser knows their icons and names
 LABELS = {"user": "You", "assistant": "Assistant"}
 
 Handler = Callable[[], Any]

@@ -20,6 +20,10 @@ from components.tool_card import ToolCard
 
 STATUS_LABEL = {"stopped": "stopped", "failed": "failed", "interrupted": "interrupted",
                 "running": "generating…"}
+# A reply the model did not finish, by its stop reason (services/reply.py CUT_OFF).
+CUT_OFF_NOTE = {"length": "Stopped at the length limit — Continue to read on.",
+                "interrupted": "The server ended this reply early — Continue to ask for the rest.",
+                "content_filter": "The provider's content filter cut this reply short."}
 
 TAIL_CLASSES = {"note": "lantern-msg-note", "error": "text-negative text-sm", "footer": "lantern-msg-foot"}
 
@@ -107,9 +111,18 @@ class MessageView:
         """A quiet remark, e.g. that earlier messages did not fit the context window."""
         self._line("note", text)
 
+    def show_cut_off(self, reason: str, on_continue: Handler | None) -> None:
+        """Say that the reply was cut off and why; offer Continue where reading on makes sense."""
+        if reason not in CUT_OFF_NOTE:
+            return
+        self._line("note", CUT_OFF_NOTE[reason])
+        if on_continue is not None and reason != "content_filter":
+            self.box.offer("continue", on_continue)
+
     def drop_regenerate(self) -> None:
-        """This reply is no longer the last one: regenerating is offered on the last only."""
+        """This reply is no longer the last one: regenerating and continuing are offered on the last only."""
         self.box.withdraw("regenerate")
+        self.box.withdraw("continue")
 
     def _line(self, kind: str, text: str) -> None:
         """Set one of the lines below the body, creating it in its place the first time."""

@@ -13,6 +13,9 @@ from services.tools.base import Tool
 from storage import conversations as conv_repo
 from storage.engine import Database
 
+# Stop reasons of a reply that was cut off rather than finished (services/events.py STOP_REASONS).
+CUT_OFF = ("length", "interrupted", "content_filter")
+
 
 class ReplyBody:
     """Remembers text and tool cards in order, and stores them when the run ends, however it ends."""
@@ -28,6 +31,7 @@ class ReplyBody:
         self.parts: list[dict[str, Any]] = []
         self._pieces: list[str] = []  # the last text part's deltas, joined when read: O(n), not a copy per token
         self.usage = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+        self.stop_reason: str | None = None
 
     async def events(self) -> AsyncIterator[Event]:
         """Provider (or agent) events, remembered for the final message."""
@@ -50,6 +54,8 @@ class ReplyBody:
             extra["parts"] = self.parts
         if error is not None:
             extra["error"] = {"type": error.kind, "message": str(error)}
+        if self.stop_reason in CUT_OFF:  # a reply the model did not finish: the page offers Continue
+            extra["stop_reason"] = self.stop_reason
         if extra:
             fields["extra"] = extra
         await self.db.call(conv_repo.update_message, message_id=self.message_id, **fields)
@@ -80,6 +86,7 @@ class ReplyBody:
                 self.usage["input_tokens"] += event.input_tokens
                 self.usage["output_tokens"] += event.output_tokens
                 self.usage["cost_usd"] += event.cost_usd
+                self.stop_reason = event.stop_reason or self.stop_reason
 
     def _settle(self) -> None:
         """Join the open text part's deltas into it."""

@@ -40,6 +40,8 @@ PL_QUESTION = "```json\n" + json.dumps({
 
 SCRIPTS: dict[str, Any] = {
     "hello": {"replies": ["Hello! I am a **scripted** model.\n\nHere is a list:\n\n- one\n- two\n"]},
+    "cutoff": {"replies": [{"text": "The lighthouse keeper climbed the", "stop_reason": "length"},
+                           "stairs, one hundred and twelve of them."]},
     "slow": {"replies": ["word " * 400], "delay": 0.02, "chunk": 5},
     "xss": {"replies": ['Look: <script>window.__xss = 1</script> and <img src=x onerror="window.__xss = 2">'
                         '\n\n[click](javascript:window.__xss=3)\n']},

@@ -17,10 +17,12 @@ from components.message_view import Branch, MessageView
 from services.chat import ChatStart
 from services.errors import LanternError
 from services.events import Done, Error, TextDelta, ToolCall, ToolOutput, Usage
+from services.reply import CUT_OFF
 from services.tools.registry import TOOL_NAMES
 from storage import conversations as conv_repo
 from storage.conversations import PathEntry
 
+CONTINUE_PROMPT = "Continue exactly where your last reply stopped, without repeating it."
 HISTORY_PAGE = 40  # messages drawn at first; older ones on request, so long histories open fast
 
 
@@ -216,6 +218,8 @@ class ChatPage:
         self._note_dropped(view, m.extra.get("dropped_messages", 0))
         if err := m.extra.get("error"):
             view.show_error(err["message"])
+        if reason := m.extra.get("stop_reason"):
+            view.show_cut_off(reason, self._continue if last else None)
         return None
 
     @staticmethod
@@ -248,6 +252,14 @@ class ChatPage:
         await self._begin(lambda: self.lantern.chat.regenerate(
             user_id=current_user_id(), conversation_id=conv_id, model=self.model.value,
             tools=self.tools.value or None))
+
+    async def _continue(self) -> None:
+        """Ask the model to go on from where a cut-off reply stopped (a new turn, like any message)."""
+        await self._begin(lambda: self.lantern.chat.start(
+            user_id=current_user_id(), messages=[{"role": "user", "content": CONTINUE_PROMPT}],
+            model=self.model.value, conversation_id=self.conversation_id,
+            system=(self.system.value or "").strip() or None, temperature=self.temperature.value,
+            tools=self.tools.value or None), append=True)
 
     async def _edit(self, message_id: str, text: str) -> None:
         """Rerun the conversation from an edited user message."""
@@ -325,6 +337,8 @@ class ChatPage:
                                     input_tokens=usage.input_tokens if usage else 0,
                                     output_tokens=usage.output_tokens if usage else 0,
                                     cost_usd=usage.cost_usd if usage else 0.0, status=status)
+                    if status == "completed" and usage is not None and usage.stop_reason in CUT_OFF:
+                        view.show_cut_off(usage.stop_reason, self._continue)
         if self.running_run == run_id:
             self.running_run = None
 

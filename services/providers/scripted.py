@@ -3,8 +3,9 @@
 A script is `{"replies": [reply, ...], "delay": seconds_between_chunks, "chunk": chars_per_chunk}`;
 the n-th call plays reply n (cycling). A reply is text, or `{"text": ..., "tool_calls": [{"name": ...,
 "args": {...}}], "error": {"type": "unavailable"|"rate_limited"|"auth"|"bad_request", "message": ...},
-"hang": true}` — tool calls follow the text, the error is raised after it, `hang` waits until
-cancelled. Model `echo` answers with the last user message.
+"hang": true, "stop_reason": "length"}` — tool calls follow the text, the error is raised after it, `hang`
+waits until cancelled, `stop_reason` is reported with the usage. Model `echo` answers with the last user
+message.
 """
 
 from __future__ import annotations
@@ -76,4 +77,4 @@ class ScriptedProvider(Provider):
             raise ERRORS.get(err.get("type", ""), ProviderUnavailable)(err.get("message", "scripted failure"))
         words_in = sum(len(m.content.split()) for m in request.messages)
         yield Usage(input_tokens=words_in, output_tokens=len(text.split()),
-                    provider=self.name, model=request.model)
+                    provider=self.name, model=request.model, stop_reason=spec.get("stop_reason"))

@@ -296,3 +296,19 @@ async def test_a_click_in_the_sidebar_off_a_row_button_opens_no_menu(scripted_de
         assert not menu.value
     open_row_menu(user)
     assert menu.value
+
+
+async def test_a_reply_cut_at_the_length_limit_says_so_and_continues(user: User) -> None:
+    await user.open("/")
+    user.find(marker="model").elements.pop().value = "scripted/cutoff"
+    user.find(marker="composer").type("Tell me about the keeper").trigger(SEND)
+    await user.should_see("The lighthouse keeper climbed the")
+    await user.should_see("Stopped at the length limit")  # before: shown as a normal, finished reply
+    [conv_id] = await conversation_ids(user)
+    await user.open(f"/chat/{conv_id}")  # reopened, it still says so and still offers Continue
+    await user.should_see("Stopped at the length limit")
+    press(user, "continue")
+    await user.should_see("stairs, one hundred and twelve of them.")
+    conv = (await user.http_client.get(f"/api/conversations/{conv_id}")).json()
+    assert conv["messages"][-1]["content"] == "stairs, one hundred and twelve of them."
+    await user.should_not_see(marker="continue")  # the finished reply offers no Continue
