@@ -242,3 +242,20 @@ async def test_streamed_blocks_render_exactly_as_on_the_server(tmp_path: Any, pa
             assert await page.evaluate("window.__xss") is None
         finally:
             app.stop()
+
+
+@pytest.mark.parametrize("dark", [False, True])
+async def test_a_long_paste_scrolls_inside_an_opaque_composer(app_process: AppProcess, page: Any, dark: bool) -> None:
+    await page.set_viewport_size({"width": 1000, "height": 700})
+    await page.goto(app_process.url)
+    composer = page.get_by_placeholder("Message Lantern…")
+    await composer.wait_for()
+    if dark:
+        await page.keyboard.press("Control+Shift+D")
+    await composer.fill("\n".join(f"line {i} of a long paste" for i in range(40)))
+    box = await page.locator(".lantern-composer").bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 700  # before: the box grew past the window
+    send_button = page.get_by_role("button", name="Send")
+    assert await send_button.is_visible() and (await send_button.bounding_box() or {"y": 9999})["y"] < 700
+    background = await page.locator(".lantern-composer").evaluate("e => getComputedStyle(e).backgroundColor")
+    assert background not in ("rgba(0, 0, 0, 0)", "transparent")  # before: the conversation showed through
