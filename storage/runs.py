@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import String, cast, func, or_
 from sqlmodel import Session, col, select, update
 
 from storage.conversations import ensure_user
@@ -27,11 +28,18 @@ def get_run(session: Session, *, run_id: str, user_id: str | None = None) -> Run
 
 
 def list_runs(session: Session, *, user_id: str, kind: str | None = None, limit: int = 50,
-              offset: int = 0) -> list[Run]:
-    """A page of the user's runs, newest first."""
+              offset: int = 0, exclude_kind: str | None = None, q: str = "") -> list[Run]:
+    """A page of the user's runs, newest first; `q` matches words in their settings (topic, brief) and output."""
     stmt = select(Run).where(Run.user_id == user_id)
     if kind:
         stmt = stmt.where(Run.kind == kind)
+    if exclude_kind:
+        stmt = stmt.where(Run.kind != exclude_kind)
+    for word in q.lower().split()[:8]:
+        # The JSON as text: a run's topic, brief and title live in config, its turns and steps in result.
+        pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = stmt.where(or_(func.lower(cast(Run.config, String)).like(pattern, escape="\\"),
+                              func.lower(cast(Run.result, String)).like(pattern, escape="\\")))
     return list(session.exec(stmt.order_by(col(Run.started_at).desc()).limit(limit).offset(offset)))
 
 

@@ -11,6 +11,7 @@ from app.context import Lantern
 from app.pages.frame import frame
 from storage import conversations as conv_repo
 from storage import runs as run_repo
+from storage.models import Run
 
 PAGE = 100
 PAGES = {"duet": "/duet", "pipeline": "/pipelines", "deliverables": "/studio"}
@@ -18,32 +19,37 @@ KIND_ICON = {"chat": "chat", "duet": "forum", "pipeline": "account_tree", "deliv
 
 
 def register(lantern: Lantern) -> None:
-    """The /history route."""
+    """The /history route; `?tab=runs` opens the Runs tab (Back from a run returns there)."""
 
     @ui.page("/history")
-    async def history() -> None:
-        await HistoryPage(lantern).build()
+    async def history(tab: str = "conversations") -> None:
+        await HistoryPage(lantern).build(tab)
 
 
 class HistoryPage:
-    """Conversations and runs (duets, pipelines, studio) in two lists."""
+    """Conversations and runs (duets, pipelines, studio) in two searchable lists."""
 
     def __init__(self, lantern: Lantern) -> None:
         self.lantern = lantern
 
-    async def build(self) -> None:
-        """Draw both lists; the search narrows conversations by title and text."""
+    async def build(self, tab: str = "conversations") -> None:
+        """Draw both lists; each search narrows its own list."""
         with frame("History"):
             with ui.tabs().classes("w-full") as tabs:
-                conversations_tab = ui.tab("Conversations", icon="chat")
-                runs_tab = ui.tab("Runs", icon="play_circle")
-            with ui.tab_panels(tabs, value=conversations_tab).classes("w-full"):
+                conversations_tab = ui.tab("conversations", label="Conversations", icon="chat")
+                runs_tab = ui.tab("runs", label="Runs", icon="play_circle")
+            # The tab lives in the address, so Back from a run opened here returns to the Runs tab.
+            tabs.on_value_change(lambda e: ui.navigate.history.replace(f"?tab={e.value}"))
+            with ui.tab_panels(tabs, value=runs_tab if tab == "runs" else conversations_tab).classes("w-full"):
                 with ui.tab_panel(conversations_tab):
                     self.search = ui.input(placeholder="Search titles and messages").props("dense outlined clearable") \
                         .classes("w-full").mark("history-search")
                     self.search.on("update:model-value", self.show_conversations, throttle=0.3, leading_events=False)
                     self.conversations = ui.column().classes("w-full gap-0")
                 with ui.tab_panel(runs_tab):
+                    self.run_search = ui.input(placeholder="Search topics, titles and what was written") \
+                        .props("dense outlined clearable").classes("w-full").mark("history-run-search")
+                    self.run_search.on("update:model-value", self.show_runs, throttle=0.3, leading_events=False)
                     self.runs = ui.column().classes("w-full gap-0")
         await self.show_conversations()
         await self.show_runs()
@@ -64,28 +70,39 @@ class HistoryPage:
                 ui.label(f"Showing the newest {len(items)} of {total}.").classes("text-xs opacity-60 py-2")
 
     async def show_runs(self) -> None:
-        """Duets and other runs; each re-opens where it can be followed or read."""
-        runs = await self.lantern.db.call(run_repo.list_runs, user_id=current_user_id(), limit=PAGE)
+        """Duets and other runs; each re-opens where it can be followed or read; continuations say so."""
+        q = (self.run_search.value or "").strip()
+        runs = await self.lantern.db.call(run_repo.list_runs, user_id=current_user_id(), limit=PAGE,
+                                          exclude_kind="chat", q=q)  # chat replies live in their conversations
+        continued = {r.config["continue_from"] for r in runs if r.config.get("continue_from")}
         self.runs.clear()
         with self.runs:
-            shown = [r for r in runs if r.kind != "chat"]  # chat replies live in their conversations
-            if not shown:
-                ui.label("No duets or pipelines yet.").classes("opacity-60 py-4")
-            for run in shown:
-                brief = run.config.get("brief") or {}
-                title = run.config.get("topic") or (f"{run.config.get('module', '')} · {brief.get('brand', '')}"
-                                                    if brief else run.kind.title())
+            if not runs:
+                ui.label("Nothing matches." if q else "No duets or pipelines yet.").classes("opacity-60 py-4")
+            for run in runs:
                 figures = f"{run.status} · {run.output_tokens} tokens · ${run.cost_usd:.4f}"
-                self._row(run.kind, title, f"{PAGES.get(run.kind, '/' + run.kind)}/{run.id}", figures,
-                          run.started_at)
+                if parent := run.config.get("continue_from"):
+                    figures += " · ↳ continues an earlier run"
+                if run.id in continued:
+                    figures += " · continued later"
+                self._row(run.kind, run_title(run), f"{PAGES.get(run.kind, '/' + run.kind)}/{run.id}", figures,
+                          run.started_at, marker=f"run-{run.id}" + (f" continues-{parent}" if parent else ""))
 
     @staticmethod
-    def _row(kind: str, title: str, target: str, detail: str, when: Any) -> None:
+    def _row(kind: str, title: str, target: str, detail: str, when: Any, marker: str | None = None) -> None:
         """One clickable line."""
-        with ui.link(target=target).classes("no-underline text-inherit w-full"), \
+        with ui.link(target=target).classes("no-underline text-inherit w-full").mark(marker or ""), \
                 ui.row().classes("w-full items-center gap-3 px-2 py-2 rounded hover:bg-gray-500/10 no-wrap"):
             ui.icon(KIND_ICON.get(kind, "history")).classes("opacity-70")
             with ui.column().classes("gap-0 flex-grow min-w-0"):
                 ui.label(title).classes("truncate")
                 ui.label(detail).classes("text-xs opacity-60")
             ui.label(when.strftime("%Y-%m-%d %H:%M") if when else "").classes("text-xs opacity-60")
+
+
+def run_title(run: Run) -> str:
+    """What a person calls a run: its topic, or the module and brand of a studio brief."""
+    brief = run.config.get("brief") or {}
+    if topic := run.config.get("topic"):
+        return str(topic)
+    return f"{run.config.get('module', '')} · {brief.get('brand', '')}" if brief else run.kind.title()
