@@ -17,6 +17,7 @@ from nicegui import ui
 from components.message_card import MessageCard
 from components.streaming_markdown import StreamingMarkdown
 from components.tool_card import ToolCard
+from services.usage import usage_text
 
 STATUS_LABEL = {"stopped": "stopped", "failed": "failed", "interrupted": "interrupted",
                 "running": "generating…"}
@@ -96,9 +97,9 @@ class MessageView:
                 await self.body.load(part["text"], live=False)
 
     def show_usage(self, *, model: str | None, output_tokens: int, input_tokens: int,
-                   cost_usd: float, status: str) -> None:
-        """Model, tokens, cost and any non-final status under the reply."""
-        parts = [model or "", f"{input_tokens} in / {output_tokens} out tokens", f"${cost_usd:.4f}"]
+                   cost_usd: float, status: str, estimated: bool = False) -> None:
+        """Model, tokens, cost and any non-final status under the reply (≈: counted by Lantern, not the provider)."""
+        parts = [model or "", usage_text(input_tokens, output_tokens, cost_usd, estimated=estimated)]
         if status in STATUS_LABEL:
             parts.append(STATUS_LABEL[status])
         self._line("footer", " · ".join(p for p in parts if p))

@@ -10,6 +10,7 @@ from services.errors import LanternError, ProviderUnavailable
 from services.events import Event, TextDelta, ToolCall, ToolOutput, Usage
 from services.providers.base import ChatRequest, Provider
 from services.tools.base import Tool
+from services.usage import UsageTally
 from storage import conversations as conv_repo
 from storage.engine import Database
 
@@ -30,7 +31,7 @@ class ReplyBody:
         self.tools = tools or {}
         self.parts: list[dict[str, Any]] = []
         self._pieces: list[str] = []  # the last text part's deltas, joined when read: O(n), not a copy per token
-        self.usage = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+        self.tally = UsageTally()
         self.stop_reason: str | None = None
 
     async def events(self) -> AsyncIterator[Event]:
@@ -48,12 +49,15 @@ class ReplyBody:
         """Store the reply (partial on stop or failure), with its tool cards."""
         self._settle()
         content = self.content
-        fields: dict[str, Any] = {"content": content, "status": status, **self.usage}
+        self.tally.settle()  # stopped mid-reply: the streamed text still counts (estimated)
+        fields: dict[str, Any] = {"content": content, "status": status, **self.tally.fields()}
         extra: dict[str, Any] = {"dropped_messages": self.dropped} if self.dropped else {}
         if any(p["type"] == "tool" for p in self.parts):
             extra["parts"] = self.parts
         if error is not None:
             extra["error"] = {"type": error.kind, "message": str(error)}
+        if self.tally.estimated:
+            extra["estimated_usage"] = True
         if self.stop_reason in CUT_OFF:  # a reply the model did not finish: the page offers Continue
             extra["stop_reason"] = self.stop_reason
         if extra:
@@ -71,6 +75,7 @@ class ReplyBody:
         """Fold one event into the ordered parts and the usage totals."""
         match event:
             case TextDelta(delta=delta):
+                self.tally.add(event)
                 if not (self.parts and self.parts[-1]["type"] == "text"):
                     self.parts.append({"type": "text", "text": ""})
                 self._pieces.append(delta)
@@ -83,9 +88,7 @@ class ReplyBody:
                     if part["type"] == "tool" and part["id"] == event.id:
                         part.update(output=event.output, is_error=event.is_error, seconds=event.seconds)
             case Usage():
-                self.usage["input_tokens"] += event.input_tokens
-                self.usage["output_tokens"] += event.output_tokens
-                self.usage["cost_usd"] += event.cost_usd
+                self.tally.add(event)
                 self.stop_reason = event.stop_reason or self.stop_reason
 
     def _settle(self) -> None:

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from services.errors import LanternError
-from services.events import Done, Error, Event, StepFinished, TextDelta, ToolOutput, TurnFinished, Usage, from_wire
+from services.events import Done, Error, Event, StepFinished, ToolOutput, TurnFinished, Usage, from_wire
 from services.limits import SlidingWindow
-from services.providers.base import tokens_for_chars
+from services.usage import UsageTally
 from storage import runs as run_repo
 from storage.engine import Database
 from storage.models import Run
@@ -58,9 +58,12 @@ class ActiveRun:
     task: asyncio.Task[None] | None = None
     flushed: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    usage: dict[str, Any] = field(default_factory=lambda: {"input_tokens": 0, "output_tokens": 0,
-                                                           "cost_usd": 0.0})
-    streamed_chars: int = 0  # text streamed since the last Usage: the cap counts it before the server does
+    tally: UsageTally = field(default_factory=UsageTally)  # unbilled text counts, so the cap holds mid-stream
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        """Tokens and cost so far, as stored."""
+        return self.tally.fields()
 
     @property
     def id(self) -> str:
@@ -170,7 +173,7 @@ class RunManager:
     def _check_cap(self, active: ActiveRun) -> None:
         """Fail the run once its tokens pass this server's per-run cap, during the stream: text not yet
         counted by a Usage event is estimated, so a runaway reply stops at the cap, not at its end."""
-        used = active.usage["input_tokens"] + active.usage["output_tokens"] + tokens_for_chars(active.streamed_chars)
+        used = active.tally.total_tokens
         if self.max_run_tokens and used > self.max_run_tokens:
             raise TokenCapReached(f"This run used {used} tokens, above this server's cap of "
                                   f"{self.max_run_tokens} per run (LANTERN_MAX_RUN_TOKENS); it was stopped.")
@@ -182,6 +185,7 @@ class RunManager:
         except Exception:
             log.exception("run %s could not store its result", active.id)
             result, status = {}, "failed"
+        active.tally.settle()  # a stopped or failed run keeps what it streamed, estimated
         active.events.append((len(active.events) + 1, Done(status=status, run_id=active.id)))  # type: ignore[arg-type]
         await self._flush(active)
         await self.db.call(run_repo.finish_run, run_id=active.id, status=status, result=result,
@@ -194,13 +198,7 @@ class RunManager:
     async def _emit(self, active: ActiveRun, event: Event) -> None:
         """Number, keep and announce one event; at a boundary, ask the writer to store at once."""
         active.events.append((len(active.events) + 1, event))
-        if isinstance(event, TextDelta):
-            active.streamed_chars += len(event.delta)
-        elif isinstance(event, Usage):
-            active.usage["input_tokens"] += event.input_tokens
-            active.usage["output_tokens"] += event.output_tokens
-            active.usage["cost_usd"] += event.cost_usd
-            active.streamed_chars = 0
+        active.tally.add(event)
         self._wake(active)
         if isinstance(event, BOUNDARIES):
             self._write_now.set()

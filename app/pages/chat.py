@@ -214,7 +214,7 @@ class ChatPage:
         else:
             await view.body.load(m.content, live=False)
         view.show_usage(model=m.model, input_tokens=m.input_tokens, output_tokens=m.output_tokens,
-                        cost_usd=m.cost_usd, status=m.status)
+                        cost_usd=m.cost_usd, status=m.status, estimated=bool(m.extra.get("estimated_usage")))
         self._note_dropped(view, m.extra.get("dropped_messages", 0))
         if err := m.extra.get("error"):
             view.show_error(err["message"])

@@ -116,3 +116,19 @@ async def test_repeated_stops_still_store_the_partial_reply(lantern: Any) -> Non
     assert events[-1] == Done(status="stopped", run_id=start.run.id)
     msgs = await lantern.db.call(conv_repo.list_messages, conversation_id=start.conversation_id)
     assert msgs[-1].status == "stopped" and msgs[-1].content.startswith("word")
+
+
+async def test_a_stopped_reply_keeps_what_it_used(lantern: Any) -> None:
+    from storage import conversations as conv_repo
+    from storage import runs as run_repo
+
+    start = await lantern.chat.start(user_id="local", messages=[{"role": "user", "content": "talk"}],
+                                     model="scripted/slow")
+    while sum(len(getattr(e, "delta", "")) for _, e in start.run.events) < 200:
+        await asyncio.sleep(0.02)
+    await lantern.runs.stop(start.run.id)
+    message = await lantern.db.call(conv_repo.get_message, message_id=start.message_id)
+    run = await lantern.db.call(run_repo.get_run, run_id=start.run.id)
+    # Before: 0 tokens for a reply stopped before the provider's usage came.
+    assert message.status == "stopped" and message.output_tokens >= 50 and message.extra["estimated_usage"]
+    assert run.output_tokens == message.output_tokens
