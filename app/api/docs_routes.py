@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -33,7 +34,7 @@ def build_docs_router(app: FastAPI) -> APIRouter:
 
 
 def render(spec: dict[str, Any]) -> str:
-    """One section per operation: method, path, summary, parameters and body fields."""
+    """One section per operation: method, path, summary, typed parameters, typed body fields and an example body."""
     components = spec.get("components", {}).get("schemas", {})
     sections = []
     for path, ops in spec["paths"].items():
@@ -41,23 +42,85 @@ def render(spec: dict[str, Any]) -> str:
             op = ops.get(method)
             if op is None:
                 continue
-            params = "".join(f"<li><code>{html.escape(p['name'])}</code> ({p['in']})"
-                             f"{' required' if p.get('required') else ''}</li>" for p in op.get("parameters", []))
+            params = "".join(f"<li><code>{html.escape(p['name'])}</code> "
+                             f"<i>{html.escape(type_name(p.get('schema', {}), components))}</i>"
+                             f" ({p['in']}){' required' if p.get('required') else ''}</li>"
+                             for p in op.get("parameters", []))
             ref = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
-            body = components.get(ref.get("$ref", "").rsplit("/", 1)[-1], {})
+            body = resolve(ref, components)
             required = set(body.get("required", []))
-            fields = "".join(f"<li><code>{html.escape(name)}</code>{' required' if name in required else ''}</li>"
-                             for name in body.get("properties", {}))
+            fields = "".join(
+                f"<li><code>{html.escape(name)}</code> <i>{html.escape(type_name(prop, components))}</i>"
+                f"{' required' if name in required else ''}"
+                + (f" — {html.escape(str(prop['description']))}" if prop.get("description") else "") + "</li>"
+                for name, prop in body.get("properties", {}).items())
+            sample = (f"<h3>Example body</h3><pre>{html.escape(json.dumps(example(body, components), indent=2))}</pre>"
+                      if body else "")
             sections.append(
                 f"<section><h2><span class=m>{method.upper()}</span> <code>{html.escape(path)}</code></h2>"
                 f"<p>{html.escape(op.get('description') or op.get('summary') or '')}</p>"
                 + (f"<h3>Parameters</h3><ul>{params}</ul>" if params else "")
-                + (f"<h3>Body</h3><ul>{fields}</ul>" if fields else "") + "</section>")
+                + (f"<h3>Body</h3><ul>{fields}</ul>{sample}" if fields else "") + "</section>")
     return ("<!doctype html><html lang=en><head><meta charset=utf-8><title>Lantern API</title>"
             "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
             "section{border-top:1px solid #8884;padding:.5rem 0}h2{font-size:1.05rem;margin:.4rem 0}"
             "h3{font-size:.9rem;margin:.3rem 0}.m{display:inline-block;min-width:4.5rem;color:#2563eb}"
+            "i{color:#888}pre{background:#8881;padding:.5rem;border-radius:4px;overflow:auto}"
             "@media(prefers-color-scheme:dark){body{background:#111;color:#ddd}}</style></head><body>"
             "<h1>Lantern API</h1><p>The contract, events and examples are in the README. Machine-readable: "
             "<a href=openapi.json>openapi.json</a>. In shared mode send <code>Authorization: Basic …</code> or "
-            "<code>Authorization: Bearer lt_…</code>.</p>" + "".join(sections) + "</body></html>")
+            "<code>Authorization: Bearer lt_…</code>. Errors are <code>{\"error\": {\"type\", \"message\"}}</code>; "
+            "streams are Server-Sent Events resumable with <code>Last-Event-ID</code>.</p>"
+            + "".join(sections) + "</body></html>")
+
+
+def resolve(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    """A schema with its `$ref` followed."""
+    ref = schema.get("$ref")
+    return components.get(ref.rsplit("/", 1)[-1], {}) if ref else schema
+
+
+def type_name(schema: dict[str, Any], components: dict[str, Any]) -> str:
+    """A short type for people: string, integer, list of string, one of a | b, Brief…"""
+    if "$ref" in schema:
+        return str(schema["$ref"].rsplit("/", 1)[-1])
+    if "enum" in schema:
+        return " | ".join(json.dumps(v) for v in schema["enum"])
+    if "const" in schema:
+        return json.dumps(schema["const"])
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            names = [type_name(s, components) for s in schema[key] if s.get("type") != "null"]
+            return " | ".join(names) + (" or null" if any(s.get("type") == "null" for s in schema[key]) else "")
+    if schema.get("type") == "array":
+        return "list of " + type_name(schema.get("items", {}), components)
+    return str(schema.get("type", "any"))
+
+
+def example(schema: dict[str, Any], components: dict[str, Any], depth: int = 0) -> Any:
+    """A plausible value for a schema: its example or default, else one built from the types."""
+    schema = resolve(schema, components)
+    if depth > 5:
+        return None
+    for key in ("example", "default"):
+        if schema.get(key) is not None:
+            return schema[key]
+    if schema.get("examples"):
+        return schema["examples"][0]
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            options = [s for s in schema[key] if s.get("type") != "null"] or schema[key]
+            return example(options[0], components, depth + 1)
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        required = set(schema.get("required", []))
+        props = schema.get("properties", {})
+        chosen = [n for n in props if n in required] or list(props)[:3]
+        return {n: example(props[n], components, depth + 1) for n in chosen}
+    if kind == "array":
+        return [example(schema.get("items", {}), components, depth + 1)]
+    return {"string": "text", "integer": 1, "number": 0.5, "boolean": True}.get(str(kind))

@@ -146,6 +146,10 @@ async def test_openapi_schema_and_docs_page_are_served(user: User) -> None:
     docs = await user.http_client.get("/docs")
     assert docs.status_code == 200 and "POST</span> <code>/api/chat/stream</code>" in docs.text
     assert "<script" not in docs.text  # self-contained: no CDN, nothing for the CSP to block
+    # Types and an example body, not a bare route list (issue #18).
+    chat = docs.text.split("<code>/api/chat/stream</code>")[1].split("</section>")[0]
+    assert "<code>messages</code> <i>list of " in chat and "<i>number or null</i>" in chat
+    assert "Example body" in chat and "&quot;messages&quot;" in chat
 
 
 async def test_api_requests_skip_the_page_session_but_keep_our_middleware(user: User) -> None:
