@@ -9,7 +9,7 @@ from typing import Any
 
 from services.errors import BadInput, Conflict, LanternError, NotFound
 from services.events import Event, TextDelta, TurnFinished, Usage
-from services.providers.base import ChatMessage, ChatRequest
+from services.providers.base import ChatMessage, ChatRequest, estimate_tokens
 from services.providers.registry import Registry
 from services.runs import ActiveRun, RunManager
 from storage import runs as run_repo
@@ -155,6 +155,7 @@ class DuetBody:
         self.changes: list[dict[str, Any]] = []
         self.history = history
         self.transcript: list[Turn] = []
+        self._turn_started = time.monotonic()
 
     def steer(self, index: int, changes: dict[str, Any]) -> None:
         """Queue a change for the bot's next turn (the one running, if any, is not altered)."""
@@ -172,7 +173,7 @@ class DuetBody:
                                      "changes": self.pending.pop(index), "at": utcnow().isoformat()})
             turn = Turn(turn=n, agent_index=index, agent=agent.name, model=agent.model)
             self.transcript.append(turn)
-            started = time.monotonic()
+            started = self._turn_started = time.monotonic()
             provider, model = self.registry.resolve(agent.model)
             request = ChatRequest(model=model, messages=self._view(index), system=self._system(agent),
                                   temperature=agent.temperature, max_tokens=agent.max_tokens)
@@ -191,8 +192,11 @@ class DuetBody:
     async def finish(self, status: str, error: LanternError | None) -> dict[str, Any]:
         """The transcript (with a partial last turn on stop or failure) and every change made."""
         for turn in self.transcript:
-            if turn.status == "running":
+            if turn.status == "running":  # cut short: keep its time and what it wrote (tokens estimated)
                 turn.status = status
+                turn.seconds = round(time.monotonic() - self._turn_started, 3)
+                if not turn.output_tokens and turn.content:
+                    turn.output_tokens = estimate_tokens(turn.content)
         return {"topic": self.topic, "agents": [asdict(a) for a in self.agents],
                 "turns": [*self.history, *(asdict(t) for t in self.transcript)], "changes": self.changes,
                 **({"error": {"type": error.kind, "message": str(error)}} if error else {})}

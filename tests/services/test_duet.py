@@ -79,6 +79,8 @@ async def test_stop_keeps_the_partial_turn_and_continue_adds_turns(lantern: Any,
     assert run.status == "stopped"
     partial = run.result["turns"][-1]
     assert partial["agent"] == "Bob" and partial["status"] == "stopped" and partial["content"].startswith("word")
+    # Before: a stopped turn recorded 0 tokens and 0.0 s (issue #18).
+    assert partial["model"] == "scripted/slowpoke" and partial["seconds"] > 0 and partial["output_tokens"] > 0
     more = await lantern.duet.start(user_id="local", topic="ignored", turns=2, agents=bots(),
                                     continue_from=active.run.id)
     events = await drain(lantern, more.run.id)
