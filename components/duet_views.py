@@ -23,9 +23,12 @@ class BotPanel:
         with ui.card().classes(f"flex-1 border-l-4 {COLOURS[index]}").mark(f"bot-{index}"):
             ui.label(f"Bot {'AB'[index]}").classes("text-xs opacity-60")
             self.name_input = ui.input("Name", value=agent.get("name", "")).classes("w-full").mark(f"name-{index}")
-            model = agent.get("model")
-            self.model = ui.select(models, value=model if model in models else (models[0] if models else None),
-                                   label="Model").classes("w-full").props("dense").mark(f"model-{index}")
+            model = agent.get("model") or (models[0] if models else None)
+            # A bot's model that no list offers (a default the server does not list, a model since removed) stays
+            # chosen: silently swapping it for the first model would run a different bot than the one configured.
+            options = models if model is None or model in models else [model, *models]
+            self.model = ui.select(options, value=model, label="Model").classes("w-full").props("dense") \
+                .mark(f"model-{index}")
             self.system = ui.textarea("System prompt", value=agent.get("system_prompt", "")) \
                 .props("autogrow").classes("w-full").mark(f"system-{index}")
             with ui.row().classes("w-full items-center gap-2 no-wrap"):

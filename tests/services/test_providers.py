@@ -30,7 +30,8 @@ async def test_openai_compatible_stream_over_http() -> None:
         events = [e async for e in compat(fake).stream(REQUEST)]
     assert "".join(e.delta for e in events if isinstance(e, TextDelta)) == "Streaming works fine."
     assert len([e for e in events if isinstance(e, TextDelta)]) == 6
-    assert events[-1] == Usage(input_tokens=7, output_tokens=3, cost_usd=0.0, provider="ollama", model="llama3")
+    assert events[-1] == Usage(input_tokens=7, output_tokens=3, cost_usd=0.0, provider="ollama", model="llama3",
+                               stop_reason="end")
     sent = fake.requests[0]
     assert sent["stream"] is True and sent["messages"][0] == {"role": "system", "content": "Be brief"}
 
@@ -43,7 +44,7 @@ async def test_keep_alives_crlf_and_frames_cut_anywhere_still_stream() -> None:
     assert "".join(e.delta for e in events if isinstance(e, TextDelta)) == text
     assert [e for e in events if isinstance(e, ToolCall)] == [ToolCall(id="call_0", name="add", args={"a": "½"})]
     assert events[-1] == Usage(input_tokens=7, output_tokens=len(text.split()), cost_usd=0.0, provider="ollama",
-                               model="llama3")
+                               model="llama3", stop_reason="tool_calls")
 
 
 @pytest.mark.parametrize("piece", [1, 2, 1000])
