@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+import logging
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from app.settings import Settings
 from services import pricing
@@ -17,8 +16,11 @@ from services.providers.registry import Registry
 from services.recovery import recover_interrupted
 from services.runs import RunManager
 from services.studio import StudioService
-from services.tools.base import Tool
+from services.tools.mcp_config import read_settings
+from services.tools.registry import McpServers, ToolCatalog
 from storage.engine import Database
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -30,7 +32,8 @@ class Lantern:
     registry: Registry
     runs: RunManager
     chat: ChatService
-    tools: Callable[[], dict[str, Tool]]
+    tools: ToolCatalog  # built-ins and MCP servers' tools, per user: what pages, the API and chat offer
+    mcp: McpServers  # the MCP servers: status, admin changes, allow lists (the Settings page)
     duet: DuetService
     pipelines: PipelineService
     studio: StudioService
@@ -48,37 +51,33 @@ class Lantern:
                           max_run_tokens=settings.max_run_tokens)
         accounts = Accounts(db, session_hours=settings.session_hours,
                             attempts_per_minute=settings.login_attempts_per_minute)
-        tools = _lazy_tools(settings.data_dir)
+        servers, problems = _mcp_settings(settings)
+        mcp = McpServers(db, servers, problems=problems)
+        tools = ToolCatalog(settings.data_dir, mcp)
         chat = ChatService(db=db, registry=registry, runs=runs, tools=tools,
                            max_prompt_chars=settings.max_prompt_chars)
         duet = DuetService(db=db, registry=registry, runs=runs, limits=Limits(
             max_turns=settings.duet_max_turns, max_total_tokens=settings.duet_max_total_tokens))
         pipelines = PipelineService(db=db, registry=registry, runs=runs)
         studio = StudioService(db=db, registry=registry, runs=runs, chain=settings.studio_chain)
-        return cls(settings=settings, db=db, registry=registry, runs=runs, chat=chat, tools=tools, duet=duet,
-                   pipelines=pipelines, studio=studio, accounts=accounts)
+        return cls(settings=settings, db=db, registry=registry, runs=runs, chat=chat, tools=tools, mcp=mcp,
+                   duet=duet, pipelines=pipelines, studio=studio, accounts=accounts)
 
     async def startup(self) -> None:
         """Recover what a crash left running."""
         await self.db.call(recover_interrupted)
 
     async def shutdown(self) -> None:
-        """Stop running work cleanly, then release the database."""
+        """Stop running work (their MCP calls end with them), then the MCP servers, then release the database."""
         await self.runs.shutdown()
+        await self.mcp.shutdown()
         self.db.close()
 
 
-def _lazy_tools(data_dir: Path) -> Callable[[], dict[str, Tool]]:
-    """The built-in tools, built on first use (that creates the sample database once)."""
-    built: dict[str, Tool] = {}
-    lock = threading.Lock()
-
-    def get() -> dict[str, Tool]:
-        with lock:
-            if not built:
-                from services.tools.registry import build_tools
-
-                built.update(build_tools(data_dir))
-            return built
-
-    return get
+def _mcp_settings(settings: Settings) -> tuple[dict[str, Any], list[str]]:
+    """The MCP servers from LANTERN_MCP_FILE and LANTERN_MCP_SERVERS; an unreadable file is reported, not fatal."""
+    try:
+        return read_settings(settings.mcp_servers, settings.mcp_file), []
+    except ValueError as exc:
+        log.warning("%s", exc)
+        return dict(settings.mcp_servers), [str(exc)]

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
 
     # Studio's provider chain, tried in order on retryable failures, e.g. ["openai/gpt-4o-mini", "local/smollm2"].
     studio_chain: list[str] = Field(default_factory=list, validation_alias="LANTERN_STUDIO_CHAIN")
+    # Named fallback chains, offered by /v1 as model `chain/<name>`: {"sturdy": ["openai/gpt-4o", "local/smollm2"]}.
+    chains: dict[str, list[str]] = Field(default_factory=dict, validation_alias="LANTERN_CHAINS")
     # USD per million tokens, (input, output), by provider/model; merged over the built-in table.
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict, validation_alias="LANTERN_PRICES")
 
@@ -80,6 +82,13 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, validation_alias="LANTERN_CORS_ORIGINS")
     # With login off only loopback names are answered (DNS rebinding); these host names are answered too.
     allowed_hosts: list[str] = Field(default_factory=list, validation_alias="LANTERN_ALLOWED_HOSTS")
+
+    # MCP tool servers by name, JSON: {"files": {"command": "npx", "args": [...], "env": {...}}} (stdio) or
+    # {"docs": {"url": "https://.../mcp", "headers": {...}}} (streamable HTTP); see services/tools/mcp_config.py.
+    # Not in repr: env and header values are secrets.
+    mcp_servers: dict[str, Any] = Field(default_factory=dict, repr=False, validation_alias="LANTERN_MCP_SERVERS")
+    # A JSON file of the same shape (or Claude Desktop's {"mcpServers": {...}}); LANTERN_MCP_SERVERS wins on a name.
+    mcp_file: Path | None = Field(None, validation_alias="LANTERN_MCP_FILE")
 
     provider_timeout_s: float = Field(60.0, validation_alias="LANTERN_PROVIDER_TIMEOUT")
     max_prompt_chars: int = Field(200_000, validation_alias="LANTERN_MAX_PROMPT_CHARS")
@@ -95,7 +104,7 @@ class Settings(BaseSettings):
         value = value.strip().rstrip("/")
         return value if not value or value.startswith("/") else "/" + value
 
-    @field_validator("compat_endpoints", "scripts", "prices", mode="before")
+    @field_validator("compat_endpoints", "scripts", "prices", "mcp_servers", mode="before")
     @classmethod
     def _parse_json(cls, value: Any) -> Any:
         """Accept JSON text from the environment."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +10,7 @@ from services.providers.base import ChatMessage, ChatRequest
 from services.providers.registry import Registry
 from services.reply import ReplyBody
 from services.runs import ActiveRun, RunManager
-from services.tools.base import Tool
+from services.tools.base import Tool, ToolSource
 from storage import conversations as conv_repo
 from storage.conversations import LEAF
 from storage.engine import Database
@@ -39,7 +37,7 @@ class ChatService:
     """Starts replies as runs and stores conversations."""
 
     def __init__(self, *, db: Database, registry: Registry, runs: RunManager,
-                 tools: Callable[[], dict[str, Tool]] = dict, max_prompt_chars: int = 200_000) -> None:
+                 tools: ToolSource | None = None, max_prompt_chars: int = 200_000) -> None:
         self.db = db
         self.tools = tools
         self.registry = registry
@@ -92,7 +90,7 @@ class ChatService:
         """Store the turn under `parent` and start the reply run."""
         provider, model_name = self.registry.resolve((model or "").strip() or None)
         model_id = f"{provider.name}/{model_name}"
-        chosen = await self._tools(tools, model_id, provider.supports_tools)
+        chosen = await self._tools(tools, model_id, provider.supports_tools, user_id)
         window = provider.context_tokens(model_name)
         if window is not None and messages and _estimate(messages[-1]["content"]) > window:
             # Older turns can be left out (fit_history), the new message cannot: refuse before storing anything.
@@ -120,17 +118,18 @@ class ChatService:
         return ChatStart(conversation_id=conv_id, run=active, provider=provider.name,
                          model=model_id, message_id=message_id, dropped=dropped)
 
-    async def _tools(self, names: list[str] | None, model_id: str, supported: bool) -> dict[str, Tool]:
-        """The requested tools, or a clear refusal (unknown tool, model without tool support)."""
+    async def _tools(self, names: list[str] | None, model_id: str, supported: bool,
+                     user_id: str) -> dict[str, Tool]:
+        """The requested tools this user may use, or a clear refusal (unknown tool, model without tool support)."""
         if not names:
             return {}
-        available = await asyncio.to_thread(self.tools)  # the first call creates the sample database
-        unknown = sorted(set(names) - set(available))
-        if unknown:
-            raise BadInput(f"unknown tool(s) {', '.join(unknown)}: available are {', '.join(sorted(available))}")
+        if self.tools is None:
+            raise BadInput("no tools are available here")
+        # Built-ins, plus only the MCP servers these names come from (started on first use), per allow list.
+        chosen = await self.tools.select(names, user_id=user_id)
         if not supported:
             raise BadInput(f"{model_id} cannot call tools: pick a model that supports them, or turn tools off")
-        return {name: available[name] for name in names}
+        return chosen
 
     def _validate(self, messages: list[dict[str, str]], temperature: float | None,
                   max_tokens: int | None) -> None:

@@ -6,9 +6,9 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
@@ -22,19 +22,36 @@ class ToolError(Exception):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Tool:
-    """A callable capability; `run` receives validated arguments and returns text for the model."""
+    """A callable capability; `run` receives validated arguments and returns text for the model.
+
+    A built-in tool validates with `args_model` and `run` gets the model instance. A remote tool
+    (an MCP server's) has no model: it gives its server's JSON schema as `parameters`, `run` gets
+    the arguments as a dict, and the server validates them (its refusal is an error the model reads).
+    """
 
     name: str
     description: str
-    args_model: type[BaseModel]
+    args_model: type[BaseModel] | None = None
+    parameters: dict[str, Any] | None = None
     run: Callable[[Any], Awaitable[str]]
     timeout_s: float = 15.0
+    source: str = "built-in"  # or the MCP server the tool comes from
 
     def schema(self) -> dict[str, Any]:
         """The JSON schema of the arguments, as providers expect it."""
+        if self.args_model is None:
+            return dict(self.parameters or {"type": "object", "properties": {}})
         schema = self.args_model.model_json_schema()
         schema.pop("title", None)
         return schema
+
+
+class ToolSource(Protocol):
+    """Where a run's tools come from (services/tools/registry.py ToolCatalog): by name, for one user."""
+
+    async def select(self, names: Iterable[str], *, user_id: str) -> dict[str, Tool]:
+        """The named tools this user may use, or BadInput naming those that are not available."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -60,7 +77,9 @@ async def call_tool(tools: dict[str, Tool], name: str, raw_args: dict[str, Any] 
         return result(f"Unknown tool '{name}'. Available tools: {', '.join(sorted(tools)) or 'none'}.", True)
     try:
         args = json.loads(raw_args or "{}") if isinstance(raw_args, str) else raw_args
-        parsed = tool.args_model.model_validate(args)
+        if tool.args_model is None and not isinstance(args, dict):
+            return result(f"Arguments for {name} must be a JSON object.", True)
+        parsed = args if tool.args_model is None else tool.args_model.model_validate(args)
     except json.JSONDecodeError as exc:
         return result(f"Arguments for {name} are not valid JSON: {exc.msg}.", True)
     except RecursionError:  # json.loads raises this, not JSONDecodeError, on very deeply nested input
