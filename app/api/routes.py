@@ -36,7 +36,7 @@ def build_router(lantern: Lantern) -> APIRouter:
     async def models() -> dict[str, Any]:
         """Every model with availability and why not."""
         return {"default": lantern.registry.default_model,
-                "models": [vars_of(m) for m in lantern.registry.list_models()]}
+                "models": [vars_of(m) for m in await lantern.registry.list_models_live()]}
 
     @router.post("/api/chat")
     async def chat(body: ChatBody) -> dict[str, Any]:

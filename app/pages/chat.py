@@ -62,6 +62,9 @@ class ChatPage:
             conv = await self.lantern.db.call(conv_repo.get_conversation,
                                               conversation_id=self.conversation_id, user_id=current_user_id())
         listen_for_message_actions(context.client)  # now, so a first send does not redraw the page's layout
+        await self.lantern.registry.list_models_live()  # the servers' own lists (cached), for the pickers
+        # Built-ins and the tools of MCP servers already connected; the others join once started (below).
+        self.tool_names = list(await self.lantern.tools.available(current_user_id(), start=False))
         with frame("Tools" if self.with_tools else "Chat") as chrome:
             with chrome.drawer:
                 self.sidebar = ConversationList(load=self._list, load_one=self._one, rename=self._rename,
@@ -73,6 +76,7 @@ class ChatPage:
                 ui.link("Start a new chat", "/")
                 return
             self._controls(conv)
+            background_tasks.create(self._more_tools(current_user_id()), name="tools-for-picker")
             self.thread = ui.element().classes("lantern-thread")  # one class: a send re-sends it (issue #9)
             self._composer()
             await self.render_thread()
@@ -83,6 +87,10 @@ class ChatPage:
         """Model picker, conversation settings and export."""
         models = self.lantern.registry.list_models()
         options = {m.id: f"{m.id} · tools" if m.supports_tools else m.id for m in models if m.available}
+        default = self.lantern.registry.default_model
+        for m in models:  # the configured default stays in view even when unusable, saying why
+            if m.id == default and not m.available:
+                options[m.id] = f"{m.id} · unavailable: {m.reason}"
         with_tools = [m.id for m in models if m.available and m.supports_tools and m.provider != "scripted"]
         current = conv.model if conv and conv.model in options else self.lantern.registry.default_model
         if self.with_tools and current not in with_tools and with_tools:
@@ -92,7 +100,7 @@ class ChatPage:
         with ui.row().classes("w-full items-center gap-2"):
             self.model = ui.select(options, value=current, label="Model").classes("min-w-64").mark("model") \
                 .props("dense outlined")
-            self.tools = ui.select(list(TOOL_NAMES), multiple=True, label="Tools",
+            self.tools = ui.select(self.tool_names, multiple=True, label="Tools",
                                    value=list(TOOL_NAMES) if self.with_tools else []) \
                 .classes("min-w-48").props("dense outlined use-chips clearable").mark("tools") \
                 .tooltip("Let the assistant query the sample business database and calculate. "
@@ -228,6 +236,13 @@ class ChatPage:
         if dropped:
             view.show_note(f"{dropped} earlier message{'s' if dropped != 1 else ''} did not fit the "
                            "model's context window and were not sent.")
+
+    async def _more_tools(self, user_id: str) -> None:
+        """Offer the tools of MCP servers that start after the page was drawn (a failed one is left out)."""
+        names = list(await self.lantern.tools.available(user_id))
+        if names != self.tool_names and not self.tools.is_deleted:
+            self.tool_names = names
+            self.tools.set_options(names, value=[v for v in self.tools.value or [] if v in names])
 
     # ---- actions -------------------------------------------------------------------------------
 

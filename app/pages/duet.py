@@ -50,6 +50,7 @@ class DuetPage:
         run = None
         if self.run_id:
             run = await self.lantern.db.call(run_repo.get_run, run_id=self.run_id, user_id=current_user_id())
+        await self.lantern.registry.list_models_live()  # the servers' own lists (cached), for the pickers
         with frame("Duet"):
             if self.run_id and (run is None or run.kind != "duet"):
                 ui.label("This duet does not exist.").classes("text-lg")

@@ -62,6 +62,7 @@ class PipelinesPage:
         user_id = current_user_id()
         run = await self.lantern.db.call(run_repo.get_run, run_id=self.run_id, user_id=user_id) \
             if self.run_id else None
+        await self.lantern.registry.list_models_live()  # the servers' own lists (cached), for the pickers
         with frame("Pipelines"):
             if self.run_id and (run is None or run.kind != "pipeline"):
                 ui.label("This pipeline run does not exist.").classes("text-lg").mark("not-found")

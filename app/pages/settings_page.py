@@ -42,6 +42,7 @@ class SettingsPage:
 
     async def build(self) -> None:
         """Draw the sections."""
+        await self.lantern.registry.list_models_live()  # the servers' own lists (cached), for the pickers
         with frame("Settings"):
             self._account()
             if auth.shared():

@@ -50,6 +50,7 @@ class StudioPage:
         """Draw the brief form, progress and deliverables; re-attach to a running generation."""
         run = await self.lantern.db.call(run_repo.get_run, run_id=self.run_id, user_id=current_user_id()) \
             if self.run_id else None
+        await self.lantern.registry.list_models_live()  # the servers' own lists (cached), for the pickers
         with frame("Studio"):
             if self.run_id and (run is None or run.kind != "deliverables"):
                 ui.label("This generation does not exist.").classes("text-lg").mark("not-found")
