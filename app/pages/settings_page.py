@@ -9,6 +9,7 @@ from nicegui import ui
 from app import auth
 from app.context import Lantern
 from app.pages.frame import frame
+from app.pages.settings_mcp import McpSection
 from components.buttons import icon_button
 from services import pricing
 from services.accounts import TOKEN_LIFETIMES_DAYS, Principal
@@ -71,6 +72,7 @@ class SettingsPage:
                     self.user_list = ui.column().classes("w-full gap-1")
                 await self._show_users()
             if self.principal.is_admin:
+                McpSection(self.lantern).build()
                 self._providers()
                 self._limits()
 

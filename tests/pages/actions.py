@@ -21,3 +21,8 @@ def open_row_menu(user: User, index: int = 0) -> None:  # index: rows in the ord
     """Press a sidebar row's actions button: the list's one click listener hears which row's button it was."""
     rows = sorted(user.find(marker="conversation-row").elements, key=lambda r: r.id)
     user.find(marker="conversation-clicks").trigger("click", rows[index].id)
+
+
+def press_icon(user: User, marker: str) -> None:
+    """Click an icon button found by its marker."""
+    user.find(marker=marker).click()
