@@ -1,4 +1,4 @@
-"""A lane for `/api/` requests that skips NiceGUI's page middlewares (issue #9).
+"""A lane for `/api/` and `/v1/` requests that skips NiceGUI's page middlewares (issue #9).
 
 NiceGUI wraps every request in three `BaseHTTPMiddleware` layers (request tracking for `app.storage`,
 prefixed redirects, cache headers for its own assets) and a session middleware. None of them does
@@ -16,11 +16,11 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-API_PREFIX = "/api/"
+API_PREFIX = ("/api/", "/v1/")  # Lantern's API and its OpenAI-compatible endpoint
 
 
 class ApiLane:
-    """Sends `/api/` HTTP requests through the lean stack and all else through the full one."""
+    """Sends `/api/` and `/v1/` HTTP requests through the lean stack and all else through the full one."""
 
     def __init__(self, full: ASGIApp, lean: ASGIApp) -> None:
         self.full = full

@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse
 
 from app import auth
 from app.api.errors import lantern_error_response
+from app.api.openai_shapes import lantern_error as openai_error_response
 from services.accounts import Accounts, Principal
 from services.errors import NotAuthenticated, RateLimited
 from services.limits import SlidingWindow
@@ -90,8 +91,9 @@ class AuthGate:
                 await send({"type": "websocket.close", "code": 4401})
             elif _wants_page(scope, path):
                 await _to_login(scope, path)(scope, receive, send)
-            else:
-                await lantern_error_response(failure, **NO_STORE, **{
+            else:  # /v1 answers in OpenAI's shape, so its SDKs raise AuthenticationError
+                refuse = openai_error_response if path.startswith("/v1/") else lantern_error_response
+                await refuse(failure, **NO_STORE, **{
                     "WWW-Authenticate": 'Basic realm="Lantern", charset="UTF-8"'})(scope, receive, send)
             return
         scope.setdefault("state", {})[auth.SCOPE_KEY] = principal
@@ -151,7 +153,7 @@ def _address(scope: dict[str, Any]) -> str:
 
 def _wants_page(scope: dict[str, Any], path: str) -> bool:
     """A browser navigating to a page (gets the login page) rather than a script (gets 401)."""
-    if scope.get("method") != "GET" or path.startswith("/api/"):
+    if scope.get("method") != "GET" or path.startswith(("/api/", "/v1/")):
         return False
     accept = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"accept"), "")
     return "text/html" in accept or not accept or accept == "*/*"

@@ -10,6 +10,7 @@ from nicegui import app
 from app import auth
 from app.api import errors
 from app.api.docs_routes import build_docs_router
+from app.api.openai_routes import build_openai_router
 from app.api.routes import build_router
 from app.api.run_routes import build_run_router
 from app.api.studio_routes import build_studio_router
@@ -54,6 +55,7 @@ def build(lantern: Lantern) -> None:
     app.include_router(build_run_router(lantern))
     app.include_router(build_studio_router(lantern))
     app.include_router(build_docs_router(app))
+    app.include_router(build_openai_router(lantern))  # /v1, ending in its own catch-all for unknown /v1 routes
     errors.install_not_found(app)  # after every API route
     chat.register(lantern)
     duet.register(lantern)

@@ -18,7 +18,7 @@ def build_docs_router(app: FastAPI) -> APIRouter:
 
     def schema() -> dict[str, Any]:
         full = app.openapi()
-        paths = {p: ops for p, ops in full["paths"].items() if p.startswith(("/api/", "/health"))}
+        paths = {p: ops for p, ops in full["paths"].items() if p.startswith(("/api/", "/v1/", "/health"))}
         return {**full, "info": {"title": "Lantern API", "version": full["info"].get("version", "")},
                 "paths": paths}
 

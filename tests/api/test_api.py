@@ -142,7 +142,8 @@ async def test_pages_and_api_carry_security_headers(user: User) -> None:
 async def test_openapi_schema_and_docs_page_are_served(user: User) -> None:
     schema = (await user.http_client.get("/openapi.json")).json()
     assert "/api/runs/{run_id}/events" in schema["paths"] and "/api/chat/stream" in schema["paths"]
-    assert not [p for p in schema["paths"] if not p.startswith(("/api/", "/health"))]  # no pages, no internals
+    assert not [p for p in schema["paths"] if not p.startswith(("/api/", "/v1/", "/health"))]  # no pages, no internals
+    assert "/v1/chat/completions" in schema["paths"]
     docs = await user.http_client.get("/docs")
     assert docs.status_code == 200 and "POST</span> <code>/api/chat/stream</code>" in docs.text
     assert "<script" not in docs.text  # self-contained: no CDN, nothing for the CSP to block
