@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "concurrency": ("bench.concurrency", [], ["--quick"]),
     "concurrency_isolated": ("bench.concurrency", ["--isolate"], ["--quick", "--isolate"]),
     "stream_browser": ("bench.stream_browser", [], ["--sizes", "1000,4000"]),
+    "structured": ("bench.structured", [], ["--quick"]),  # ~28 min in full on 2 cores
 }
 
 

@@ -90,7 +90,9 @@ class ChatService:
         """Store the turn under `parent` and start the reply run."""
         provider, model_name = self.registry.resolve((model or "").strip() or None)
         model_id = f"{provider.name}/{model_name}"
-        chosen = await self._tools(tools, model_id, provider.supports_tools, user_id)
+        # Per model where the provider knows (a scripted model calls tools only if its script does).
+        supported = next((m.supports_tools for m in provider.info() if m.id == model_id), provider.supports_tools)
+        chosen = await self._tools(tools, model_id, supported, user_id)
         window = provider.context_tokens(model_name)
         if window is not None and messages and _estimate(messages[-1]["content"]) > window:
             # Older turns can be left out (fit_history), the new message cannot: refuse before storing anything.

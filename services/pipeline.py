@@ -12,7 +12,7 @@ from typing import Any
 from services.errors import BadInput, LanternError, NotFound
 from services.events import Event, StepFinished, StepStarted, TextDelta, Usage
 from services.pipelines.builtin import builtins
-from services.pipelines.definition import PipelineDef, StepDef, check_fields, parse_definition, render
+from services.pipelines.definition import PipelineDef, StepDef, check_fields, parse_definition, render, step_schema
 from services.providers.base import ChatMessage, ChatRequest
 from services.providers.registry import Registry
 from services.runs import ActiveRun, RunManager
@@ -93,8 +93,10 @@ class PipelineBody:
     """Runs the steps; every executed step (retries and loops included) is its own numbered card."""
 
     def __init__(self, *, registry: Registry, spec: PipelineDef, topic: str, models: dict[str, str],
-                 max_attempts: int) -> None:
+                 max_attempts: int, structured: bool = True) -> None:
         self.registry = registry
+        # JSON steps send their schema for the provider to enforce; off only to measure without it (bench).
+        self.structured = structured
         self.spec = spec
         self.topic = topic
         self.models = models
@@ -154,7 +156,9 @@ class PipelineBody:
             yield StepStarted(index=index, title=title, model=model_id, prompt=asked)
             started = time.monotonic()
             request = ChatRequest(model=model, messages=[ChatMessage(role="user", content=asked)],
-                                  max_tokens=step.max_tokens, temperature=0.7 if step.output == "text" else 0.2)
+                                  max_tokens=step.max_tokens, temperature=0.7 if step.output == "text" else 0.2,
+                                  response_schema=step_schema(step) if self.structured else None,
+                                  schema_name=step.id)
             async for event in provider.stream(request):
                 if isinstance(event, TextDelta):
                     record["response"] += event.delta

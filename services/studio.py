@@ -7,19 +7,22 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from services.envelope import DeliverableOut, Envelope, EnvelopeError, Meta
+from services.envelope import DeliverableOut, Envelope, EnvelopeError, Meta, degenerate
 from services.errors import BadInput, Conflict, LanternError, NotFound, ProviderError
 from services.events import Event, ProviderFallback, StepFinished, StepStarted, TextDelta, Usage
 from services.providers.base import ChatMessage, ChatRequest
 from services.providers.fallback import FallbackChain
 from services.providers.registry import Registry
 from services.runs import ActiveRun, RunManager
-from services.studio_modules import KINDS, MODULES, Kind
+from services.studio_modules import KINDS, MODULES, Kind, deliverable_schema
 from storage import deliverables as repo
 from storage.engine import Database
 from storage.models import Deliverable, Run, utcnow
 
 BRIEF_FIELDS = ("brand", "product", "audience", "goal")
+MAX_TOKENS = 1000  # room for the longest content a deliverable's schema allows (studio_modules.Kind.max_chars)
+SHAPE = ('Reply with only a JSON object: {"title": str, "content_markdown": str, "hashtags": [str]} '
+         '(hashtags are single words without "#").')
 
 
 class GenerationFailed(LanternError):
@@ -78,12 +81,13 @@ class StudioService:
             raise Conflict("this deliverable is approved and locked")
         run = await self.db.call(_run_config, run_id=current["run_id"])
         chain = FallbackChain(self.registry, run.get("chain") or [self.registry.default_model], retries=1)
-        prompt = (f"Here is a {KINDS[current['kind']].title}:\n\n{current['versions'][-1]['content_markdown']}\n\n"
-                  f"Rewrite it: {instruction.strip()}\n"
-                  'Reply with only a JSON object: {"title": str, "content_markdown": str, "hashtags": [str]}.')
+        kind = KINDS[current["kind"]]
+        prompt = (f"Here is a {kind.title}:\n\n{current['versions'][-1]['content_markdown']}\n\n"
+                  f"Rewrite it: {instruction.strip()}\n{SHAPE}")
         text = ""
-        async for event in chain.stream(ChatRequest(model="", messages=[ChatMessage(role="user", content=prompt)],
-                                                    max_tokens=700)):
+        request = ChatRequest(model="", messages=[ChatMessage(role="user", content=prompt)], max_tokens=MAX_TOKENS,
+                              response_schema=deliverable_schema(kind), schema_name="deliverable")
+        async for event in chain.stream(request):
             if isinstance(event, TextDelta):
                 text += event.delta
         parsed, problem = parse_deliverable(text)
@@ -115,11 +119,17 @@ class StudioService:
 
 
 class StudioBody:
-    """One model call per deliverable through the chain; invalid output is retried once, then reported."""
+    """One model call per deliverable through the chain; invalid or degenerate output is retried once, then reported.
+
+    Degenerate content (a line repeated, rows of emoji...) that is still degenerate on the retry is kept as a draft
+    to amend, with a warning: the envelope is then PARTIAL, never SUCCESS.
+    """
 
     def __init__(self, *, db: Database, registry: Registry, run: Run, module: str, brief: dict[str, Any],
-                 chain: list[str]) -> None:
+                 chain: list[str], structured: bool = True) -> None:
         self.db = db
+        # Each deliverable's schema goes with its request, for the provider to enforce; off only to measure (bench).
+        self.structured = structured
         self.registry = registry
         self.run = run
         self.module = module
@@ -136,14 +146,18 @@ class StudioBody:
         for index, kind_id in enumerate(MODULES[self.module]):
             kind = KINDS[kind_id]
             yield StepStarted(index=index, title=kind.title, model=self.chain[0], prompt=self._prompt(kind))
-            started, problem, text = time.monotonic(), None, ""
+            started, problem, text, warning = time.monotonic(), None, "", None
+            best: tuple[dict[str, Any], str | None, str | None] | None = None  # usable reply, who, degenerate?
             for attempt in range(2):
                 chain = FallbackChain(self.registry, self.chain, retries=1, backoff_s=0.2)
-                prompt = self._prompt(kind) + (f"\n\nYour previous reply was invalid: {problem}." if attempt else "")
+                prompt = self._prompt(kind) + (f"\n\nYour previous reply was invalid: {problem or warning}."
+                                               if attempt else "")
                 text, problem = "", None
+                request = ChatRequest(model="", messages=[ChatMessage(role="user", content=prompt)],
+                                      max_tokens=MAX_TOKENS, schema_name="deliverable",
+                                      response_schema=deliverable_schema(kind) if self.structured else None)
                 try:
-                    async for event in chain.stream(ChatRequest(model="", messages=[
-                            ChatMessage(role="user", content=prompt)], max_tokens=700)):
+                    async for event in chain.stream(request):
                         if isinstance(event, TextDelta):
                             text += event.delta
                         elif isinstance(event, Usage):
@@ -156,11 +170,18 @@ class StudioBody:
                     break
                 parsed, problem = parse_deliverable(text)
                 if parsed is not None:
-                    self.answered_by = chain.answered_by
-                    await self._store(kind, parsed, chain.answered_by)
-                    break
+                    warning = degenerate(parsed["content_markdown"], parsed["hashtags"])
+                    best = (parsed, chain.answered_by, warning)
+                    if warning is None:
+                        break
+            if best is not None:  # a degenerate reply is still a draft to amend, kept with a warning
+                parsed, self.answered_by, warning = best
+                await self._store(kind, parsed, self.answered_by)
+                problem = None
             if problem:
                 self.warnings.append(f"{kind.title}: {problem}")
+            elif warning:
+                self.warnings.append(f"{kind.title}: the content looks degenerate ({warning}); amend or regenerate it")
             yield StepFinished(index=index, ok=problem is None, response=text,
                                seconds=round(time.monotonic() - started, 3), error=problem)
         if not self.made:
@@ -185,8 +206,7 @@ class StudioBody:
     def _prompt(self, kind: Kind) -> str:
         """What to write, for whom, in which shape."""
         brief = "\n".join(f"- {k}: {v}" for k, v in self.brief.items() if v)
-        return (f"Write a {kind.title} ({kind.guidance}) for this brief:\n{brief}\n\n"
-                'Reply with only a JSON object: {"title": str, "content_markdown": str, "hashtags": [str]}.')
+        return f"Write a {kind.title} ({kind.guidance}) for this brief:\n{brief}\n\n{SHAPE}"
 
     async def _store(self, kind: Kind, parsed: dict[str, Any], answered_by: str | None) -> None:
         """Keep the deliverable (version 1) and add it to the envelope."""

@@ -92,6 +92,7 @@ class ChatPage:
             if m.id == default and not m.available:
                 options[m.id] = f"{m.id} · unavailable: {m.reason}"
         with_tools = [m.id for m in models if m.available and m.supports_tools and m.provider != "scripted"]
+        with_tools.sort(key=lambda i: i.startswith("local/"))  # the embedded model's tool use is a demo: last
         current = conv.model if conv and conv.model in options else self.lantern.registry.default_model
         if self.with_tools and current not in with_tools and with_tools:
             current = with_tools[0]
@@ -115,7 +116,7 @@ class ChatPage:
                 for fmt, label in (("md", "Markdown"), ("json", "JSON (lossless)"), ("pdf", "PDF")):
                     ui.menu_item(label, lambda f=fmt: self._download(f)).mark(f"export-{fmt}")
         if self.with_tools:
-            self._tools_hint(bool(with_tools))
+            self._tools_hint(any(not i.startswith("local/") for i in with_tools))
         with ui.expansion("Conversation settings", icon="tune").classes("w-full") \
                 .props("dense header-class=text-sm"):
             self.system = ui.textarea("System prompt", value=conv.system_prompt if conv else "") \
@@ -136,9 +137,10 @@ class ChatPage:
             ui.label("Try: “What's our total revenue?” or “Which region sold the most in 2025?”") \
                 .classes("text-sm opacity-70")
             if not has_tool_model:
-                ui.label("The embedded model cannot call tools. Set OPENAI_API_KEY, ANTHROPIC_API_KEY or AWS "
-                         "credentials, or add an OpenAI-compatible server such as Ollama "
-                         "(LANTERN_OPENAI_COMPAT), to use them.").classes("text-sm text-warning")
+                ui.label("The embedded model's tool use is a demo: a 135M model often picks the wrong tool or "
+                         "arguments. Set OPENAI_API_KEY, ANTHROPIC_API_KEY or AWS credentials, or add an "
+                         "OpenAI-compatible server such as Ollama (LANTERN_OPENAI_COMPAT), for real answers.") \
+                    .classes("text-sm text-warning").mark("tools-demo-note")
 
     def _composer(self) -> None:
         """Input, send and stop; Enter sends, Shift+Enter adds a line, Esc stops."""

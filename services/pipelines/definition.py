@@ -2,7 +2,8 @@
 
 Templates use `{topic}`, `{steps.<id>}` (an earlier step's response) and `{steps.<id>.<field>}`
 (a field of an earlier JSON step). A step with `until` loops back to `repeat_from` until its JSON
-field has the wanted value, at most `max_attempts` times; then the pipeline stops early.
+field has the wanted value, at most `max_attempts` times; then the pipeline stops early. A JSON step's reply
+is held to `output_schema` (or a schema derived from `fields`) by providers that enforce schemas natively.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from services import json_schema as js
 from services.errors import BadInput
 
-# A definition is a page of YAML: these caps leave room for any real one (the built-in has ~100 values) and
+# A definition is a page of YAML: these caps leave room for any real one (the built-in has ~200 values) and
 # keep a hostile one from costing more than a moment of a worker thread.
 MAX_SOURCE_BYTES = 256 * 1024
 MAX_VALUES = 10_000
@@ -29,6 +31,10 @@ REFERENCE = re.compile(r"\{steps\.([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "str": str, "int": int, "float": (int, float), "bool": bool, "list": list, "dict": dict}
+# A JSON step's schema when its definition gives none: each declared field, bounded (see services/json_schema.py).
+FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
+    "str": js.text(1000), "int": {"type": "integer"}, "float": {"type": "number"}, "bool": {"type": "boolean"},
+    "list": js.array({}, max_items=10), "dict": {"type": "object"}}
 
 
 class Condition(BaseModel):
@@ -51,6 +57,8 @@ class StepDef(BaseModel):
     prompt: str = Field(min_length=1)
     output: Literal["text", "json"] = "text"
     fields: dict[str, Literal["str", "int", "float", "bool", "list", "dict"]] = Field(default_factory=dict)
+    # The JSON Schema sent for structured output; derived from `fields` when absent (see step_schema).
+    output_schema: dict[str, Any] | None = None
     retries: int = Field(1, ge=0, le=5)
     max_tokens: int | None = Field(None, ge=1, le=32_000)
     until: Condition | None = None
@@ -92,6 +100,8 @@ class PipelineDef(BaseModel):
                                      "{steps.<id>} / {steps.<id>.<field>})")
             if step.output == "json" and not step.fields:
                 raise ValueError(f"{where}.fields: a json step must list its fields")
+            if step.output_schema is not None:
+                _check_schema(step, where)
             if step.until is not None:
                 if step.output != "json" or step.until.field not in step.fields:
                     raise ValueError(f"{where}.until: '{step.until.field}' must be one of this step's json fields")
@@ -195,6 +205,25 @@ def check_fields(step: StepDef, data: Any) -> str | None:
         if not isinstance(data[name], expected) or (type_name in ("int", "float") and isinstance(data[name], bool)):
             return f"field '{name}' should be {type_name}"
     return None
+
+
+def step_schema(step: StepDef) -> dict[str, Any] | None:
+    """The JSON Schema a JSON step's reply must match (None for a text step)."""
+    if step.output != "json":
+        return None
+    return step.output_schema or js.obj({name: FIELD_SCHEMAS[kind] for name, kind in step.fields.items()})
+
+
+def _check_schema(step: StepDef, where: str) -> None:
+    """A step's own schema is an object schema that requires every declared field."""
+    schema = step.output_schema or {}
+    if step.output != "json":
+        raise ValueError(f"{where}.output_schema: only a json step has one")
+    if schema.get("type") != "object" or not isinstance(schema.get("properties"), dict):
+        raise ValueError(f"{where}.output_schema: must be an object schema with properties")
+    missing = [f for f in step.fields if f not in schema["properties"] or f not in schema.get("required", [])]
+    if missing:
+        raise ValueError(f"{where}.output_schema: must list and require {', '.join(missing)}")
 
 
 def _as_text(value: Any) -> str:

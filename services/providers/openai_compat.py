@@ -73,6 +73,7 @@ class OpenAICompatProvider(Provider):
         self._api_key = api_key
         self._base_url = base_url
         self._models = models if models is not None else OPENAI_MODELS
+        self._configured = list(models or [])  # names an admin listed for this endpoint: always offered
         self._key_required = key_required
         self._timeout_s = timeout_s
         self._client: openai.AsyncOpenAI | None = None
@@ -103,7 +104,7 @@ class OpenAICompatProvider(Provider):
         return self._client
 
     async def list_models(self) -> list[str]:
-        """The chat models the server lists at `GET {base}/models`, sorted."""
+        """The endpoint's configured models, then the chat models the server lists at `GET {base}/models`."""
         import openai
 
         if (reason := self.unavailable_reason()) is not None:
@@ -112,7 +113,8 @@ class OpenAICompatProvider(Provider):
             ids = [m.id async for m in self.client().models.list(timeout=LIST_TIMEOUT_S)]
         except openai.OpenAIError as exc:
             raise self._translate(exc) from exc
-        return sorted(i for i in ids if not NOT_CHAT.search(i.lower()))
+        listed = sorted(i for i in ids if not NOT_CHAT.search(i.lower()))
+        return list(dict.fromkeys([*self._configured, *listed]))
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
         """Stream a chat completion; closing the generator closes the HTTP response."""

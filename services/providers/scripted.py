@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from services.errors import (
@@ -22,7 +23,7 @@ from services.errors import (
     ProviderUnavailable,
 )
 from services.events import Event, TextDelta, ToolCall, Usage
-from services.providers.base import ChatRequest, Provider
+from services.providers.base import ChatRequest, ModelInfo, Provider
 
 ERRORS: dict[str, type[ProviderError]] = {
     "unavailable": ProviderUnavailable, "rate_limited": ProviderRateLimited,
@@ -34,7 +35,7 @@ class ScriptedProvider(Provider):
     """Plays scripts by model name; counts calls per model so replies advance."""
 
     name = "scripted"
-    supports_tools = True
+    supports_tools = True  # the provider can play tool calls; each model is listed by whether its script does
 
     def __init__(self, scripts: dict[str, Any] | None = None) -> None:
         self.scripts: dict[str, Any] = dict(scripts or {})
@@ -44,6 +45,15 @@ class ScriptedProvider(Provider):
     def models(self) -> list[str]:
         """`echo` plus every loaded script."""
         return ["echo", *self.scripts]
+
+    def info(self) -> list[ModelInfo]:
+        """Models listed as tool-capable only when their script calls tools (`echo` never does)."""
+        return [replace(m, supports_tools=self.calls_tools(m.id.partition("/")[2])) for m in super().info()]
+
+    def calls_tools(self, model: str) -> bool:
+        """Whether any reply of the model's script calls a tool."""
+        replies = (self.scripts.get(model) or {}).get("replies") or []
+        return any(isinstance(r, dict) and r.get("tool_calls") for r in replies)
 
     def add_script(self, model: str, replies: list[Any], *, delay: float = 0.0, chunk: int = 4) -> None:
         """Register (or replace) a script."""

@@ -126,7 +126,7 @@ async def test_chat_stream_with_tools_sends_tool_events(user: User) -> None:
     output = frames[events.index("tool.output")]["data"]
     assert call["name"] == "sql_query" and call["args"] == {"query": "SELECT COUNT(*) AS regions FROM regions"}
     assert output["id"] == call["id"] and output["is_error"] is False and "| 5 |" in output["output"]
-    refused = await user.http_client.post("/api/chat", json={**body, "model": "local/smollm2"})
+    refused = await user.http_client.post("/api/chat", json={**body, "model": "scripted/echo"})
     assert refused.status_code == 400 and "cannot call tools" in refused.json()["error"]["message"]
 
 

@@ -12,7 +12,7 @@ SEND = "keydown.enter.exact.prevent"
 async def test_tool_card_shows_query_and_result_then_the_answer(user: User) -> None:
     await user.open("/tools")
     await user.should_see("sample business database")
-    await user.should_see("The embedded model cannot call tools")  # no keys in tests
+    await user.should_see("The embedded model's tool use is a demo")  # no keys in tests
     assert user.find(marker="tools").elements.pop().value == list(TOOL_NAMES)  # all on by default here
     user.find(marker="model").elements.pop().value = "scripted/analyst"
     user.find(marker="composer").type("How many regions do we sell in?").trigger(SEND)

@@ -279,7 +279,7 @@ async def test_a_stalled_server_times_out_at_the_lantern_timeout_with_one_attemp
         started = time.monotonic()
         with pytest.raises(ProviderUnavailable, match="LANTERN_PROVIDER_TIMEOUT"):
             await collect(bedrock)
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 3  # 0.5 s and one try; the old provider took 4.1 s (retries)
         assert len(fake.requests) == 1
 
 
@@ -291,7 +291,7 @@ async def test_a_stream_that_stalls_mid_reply_times_out_too(monkeypatch: pytest.
         with pytest.raises(ProviderUnavailable, match="LANTERN_PROVIDER_TIMEOUT"):
             async for event in bedrock.stream(REQUEST):
                 seen.append(event)
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 3  # 0.5 s and one try; the old provider took 4.1 s (retries)
         assert text_of(seen) == "one t" and len(fake.requests) == 1
 
 

@@ -249,13 +249,13 @@ async def test_the_registry_lists_live_models_caches_them_and_falls_back() -> No
                             list_ttl_s=0.5)
         assert "vllm/built-in" in {m.id for m in registry.list_models()}  # nothing asked yet
         live = [m.id for m in await registry.list_models_live() if m.provider == "vllm"]
-        assert live == ["vllm/llama3.2", "vllm/qwen3:8b"]  # chat models only
+        assert live == ["vllm/built-in", "vllm/llama3.2", "vllm/qwen3:8b"]  # configured ones, then chat models only
         assert [m.id for m in registry.list_models() if m.provider == "vllm"] == live  # the sync view: the cache
         fake.models = ["phi4"]
         assert [m.id for m in await registry.list_models_live() if m.provider == "vllm"] == live  # within the TTL
         await asyncio.sleep(0.6)
-        assert [m.id for m in await registry.list_models_live() if m.provider == "vllm"] == ["vllm/phi4",
-                                                                                            "vllm/qwen3:8b"]
+        assert [m.id for m in await registry.list_models_live() if m.provider == "vllm"] == [
+            "vllm/built-in", "vllm/phi4", "vllm/qwen3:8b"]
         fake.models = None  # /v1/models now answers 404
         await asyncio.sleep(0.6)
         after = [m.id for m in await registry.list_models_live() if m.provider == "vllm"]
