@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.fakes.loopback import LoopbackServer, free_port
 
 
 @dataclass
@@ -50,7 +49,7 @@ class Reply:
 
 
 @dataclass
-class FakeAnthropic:
+class FakeAnthropic(LoopbackServer):
     """Start with `with FakeAnthropic() as fake:`; `fake.base_url` goes to the provider."""
 
     replies: list[Reply] = field(default_factory=lambda: [Reply()])
@@ -63,24 +62,11 @@ class FakeAnthropic:
     closed_at: float | None = None
 
     def __post_init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         app = Starlette(routes=[Route("/v1/messages", self._messages, methods=["POST"]),
                                 Route("/v1/models", self._models, methods=["GET"])])
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                     lifespan="off", timeout_graceful_shutdown=1))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._serve(app)
 
     async def _messages(self, request: Request) -> Response:
         body = await request.json()
@@ -171,9 +157,3 @@ def _error(status: int, type_: str, message: str, headers: dict[str, str] | None
 def _sse(event: str, data: dict[str, Any]) -> str:
     """One event as Anthropic frames it: a named event whose data repeats the name as `type`."""
     return f"event: {event}\ndata: {json.dumps({'type': event, **data})}\n\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import struct
-import threading
 import time
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.fakes.loopback import LoopbackServer, free_port
 
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 _STRING = 7  # event-stream header value type: UTF-8 string with a 2-byte length
@@ -50,7 +49,7 @@ class Turn:
 
 
 @dataclass
-class FakeBedrock:
+class FakeBedrock(LoopbackServer):
     """Start with `with FakeBedrock() as fake:`; set AWS_ENDPOINT_URL to `fake.endpoint_url`."""
 
     turns: list[Turn] = field(default_factory=lambda: [Turn()])
@@ -62,26 +61,13 @@ class FakeBedrock:
     closed_at: float | None = None
 
     def __post_init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         app = Starlette(routes=[
             Route("/model/{model_id:path}/converse-stream", self._converse_stream, methods=["POST"]),
             Route("/foundation-models", self._foundation_models, methods=["GET"]),
         ])
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                     lifespan="off", timeout_graceful_shutdown=1))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._serve(app)
 
     async def _converse_stream(self, request: Request) -> Response:
         body = json.loads(await request.body())
@@ -186,9 +172,3 @@ def _error(status: int, code: str, message: str) -> Response:
     return JSONResponse({"message": message}, status_code=status,
                         headers={"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.bedrock/",
                                  "x-amzn-RequestId": "fake-request-id"})
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

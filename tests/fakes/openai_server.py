@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.fakes.loopback import LoopbackServer, free_port
 
 
 @dataclass
@@ -54,7 +53,7 @@ class Reply:
 
 
 @dataclass
-class FakeOpenAI:
+class FakeOpenAI(LoopbackServer):
     """Start with `with FakeOpenAI() as fake:`; `fake.base_url` goes to the provider."""
 
     replies: list[Reply] = field(default_factory=lambda: [Reply()])
@@ -69,7 +68,7 @@ class FakeOpenAI:
     model_requests: int = 0  # how many times /v1/models was asked
 
     def __post_init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.origin = f"http://127.0.0.1:{self.port}"
         self.base_url = f"{self.origin}/v1"
         self._answered = 0
@@ -77,20 +76,7 @@ class FakeOpenAI:
         app = Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"]),
                                 Route("/v1/models", self._models),
                                 Route("/{path:path}", self._not_found, methods=["GET", "POST"])])
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                     lifespan="off", timeout_graceful_shutdown=1))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._serve(app)
 
     async def _completions(self, request: Request) -> Response:
         body = await request.json()
@@ -246,9 +232,3 @@ def _completion(model: str, text: str) -> dict[str, Any]:
 
 def _sse(data: dict[str, Any]) -> str:
     return f"data: {json.dumps(data)}\n\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
