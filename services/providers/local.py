@@ -99,7 +99,8 @@ class LocalProvider(Provider):
             chunks = llm.create_chat_completion(
                 messages=asked.messages, stream=True,
                 temperature=request.temperature if request.temperature is not None else 0.7,
-                max_tokens=request.max_tokens or 512, grammar=grammar,
+                # No limit given: as long as the context window allows (llama.cpp: what is left after the prompt).
+                max_tokens=request.max_tokens or 0, grammar=grammar,
                 repeat_penalty=REPEAT_PENALTY if grammar is not None else 1.0,
             )
             for chunk in chunks:

@@ -33,10 +33,10 @@ async def test_local_model_reply_streams_token_by_token(app_process: AppProcess,
         text = await reply.inner_text() if await reply.count() else ""
         if not lengths or len(text) != lengths[-1]:
             lengths.append(len(text))
-        if await page.get_by_text("local/smollm2 ·").count():
+        if await page.locator(".lantern-msg-foot", has_text="local/smollm2 ·").count():
             break
         await asyncio.sleep(0.05)
-    await page.get_by_text("local/smollm2 ·").wait_for(timeout=60_000)
+    await page.locator(".lantern-msg-foot", has_text="local/smollm2 ·").wait_for(timeout=60_000)
     final = await reply.inner_text()
     assert final.strip(), "the reply is empty"
     assert len(lengths) >= 3, f"the reply did not grow in steps: {lengths}"
