@@ -53,7 +53,7 @@ class Lantern:
                             attempts_per_minute=settings.login_attempts_per_minute)
         servers, problems = _mcp_settings(settings)
         mcp = McpServers(db, servers, problems=problems)
-        tools = ToolCatalog(settings.data_dir, mcp)
+        tools = ToolCatalog(settings.data_dir, mcp, sql_sources=settings.sql_sources)
         chat = ChatService(db=db, registry=registry, runs=runs, tools=tools,
                            max_prompt_chars=settings.max_prompt_chars)
         duet = DuetService(db=db, registry=registry, runs=runs, limits=Limits(

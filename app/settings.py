@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     mcp_servers: dict[str, Any] = Field(default_factory=dict, repr=False, validation_alias="LANTERN_MCP_SERVERS")
     # A JSON file of the same shape (or Claude Desktop's {"mcpServers": {...}}); LANTERN_MCP_SERVERS wins on a name.
     mcp_file: Path | None = Field(None, validation_alias="LANTERN_MCP_FILE")
+    # Read-only SQL data sources as tools: {"name": "sqlite:////path/file.db" | "postgresql://user:pw@host/db"};
+    # the URLs hold passwords, so the field stays out of reprs.
+    sql_sources: dict[str, str] = Field(default_factory=dict, repr=False, validation_alias="LANTERN_SQL_SOURCES")
 
     provider_timeout_s: float = Field(60.0, validation_alias="LANTERN_PROVIDER_TIMEOUT")
     max_prompt_chars: int = Field(200_000, validation_alias="LANTERN_MAX_PROMPT_CHARS")
@@ -104,7 +107,7 @@ class Settings(BaseSettings):
         value = value.strip().rstrip("/")
         return value if not value or value.startswith("/") else "/" + value
 
-    @field_validator("compat_endpoints", "scripts", "prices", "mcp_servers", mode="before")
+    @field_validator("compat_endpoints", "scripts", "prices", "mcp_servers", "sql_sources", mode="before")
     @classmethod
     def _parse_json(cls, value: Any) -> Any:
         """Accept JSON text from the environment."""

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from services.errors import BadInput, Forbidden, NotFound
 from services.tools import mcp_config as cfg
 from services.tools.base import Tool
 from services.tools.mcp_config import McpUnavailable
+from services.tools.sources import parse_sources, source_tools
 from storage.engine import Database
 
 if TYPE_CHECKING:  # the SDK and the SQL tools load on first use: about 0.6 s and 0.3 s of start-up otherwise
@@ -74,15 +75,19 @@ class McpServerInfo:
 class ToolCatalog:
     """The tools a user may have offered: built-ins plus the tools of the MCP servers they may use."""
 
-    def __init__(self, data_dir: Path, mcp: McpServers) -> None:
+    def __init__(self, data_dir: Path, mcp: McpServers, *, sql_sources: Mapping[str, Any] | None = None) -> None:
         self.data_dir = data_dir
         self.mcp = mcp
+        self.sources = parse_sources(sql_sources or {})  # LANTERN_SQL_SOURCES; bad entries carry their problem
         self._builtins: dict[str, Tool] = {}
 
     async def builtins(self) -> dict[str, Tool]:
-        """The built-in tools; the first call creates the sample database (in a thread)."""
+        """The built-in tools, then those of the SQL sources; the first call creates the sample database."""
         if not self._builtins:
-            self._builtins = await asyncio.to_thread(build_tools, self.data_dir)
+            tools = await asyncio.to_thread(build_tools, self.data_dir)
+            for source in self.sources:
+                tools.update({tool.name: tool for tool in source_tools(source)})
+            self._builtins = tools
         return self._builtins
 
     async def available(self, user_id: str, *, start: bool = True) -> dict[str, Tool]:
