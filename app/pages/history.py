@@ -39,7 +39,7 @@ class HistoryPage:
                 conversations_tab = ui.tab("conversations", label="Conversations", icon="chat")
                 runs_tab = ui.tab("runs", label="Runs", icon="play_circle")
             # The tab lives in the address, so Back from a run opened here returns to the Runs tab.
-            tabs.on_value_change(lambda e: ui.navigate.history.replace(f"?tab={e.value}"))
+            tabs.on_value_change(lambda e: ui.navigate.history.replace("?tab=runs" if e.value == "runs" else "history"))
             with ui.tab_panels(tabs, value=runs_tab if tab == "runs" else conversations_tab).classes("w-full"):
                 with ui.tab_panel(conversations_tab):
                     self.search = ui.input(placeholder="Search titles and messages").props("dense outlined clearable") \
