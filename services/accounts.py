@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -44,6 +44,7 @@ class Principal:
     session: str | None = None
     expires_at: datetime | None = None
     resolved_at: float = 0.0
+    record: bool = True  # False for an API token made to keep its /v1 calls out of History
 
     @property
     def is_admin(self) -> bool:
@@ -170,12 +171,15 @@ class Accounts:
         found = await self.db.call(auth_store.use_token, token_hash=key[2:])
         if found is None:
             return None
-        user, expires = found
+        user, expires, record = found
         seconds = CACHE_SECONDS if expires is None else min(CACHE_SECONDS, (expires - utcnow()).total_seconds())
-        return self._remember(key, _principal(user), seconds)
+        return self._remember(key, replace(_principal(user), record=record), seconds)
 
-    async def create_token(self, user_id: str, name: str, *, days: int | None = None) -> tuple[ApiToken, str]:
-        """A new personal API token, valid for `days` or until revoked; the secret is returned this once."""
+    async def create_token(self, user_id: str, name: str, *, days: int | None = None,
+                           record: bool = True) -> tuple[ApiToken, str]:
+        """A new personal API token, valid for `days` or until revoked; the secret is returned this once.
+
+        `record=False` keeps the token's /v1 calls out of History."""
         name = name.strip()
         if not name:
             raise BadInput("give the token a name, e.g. the script that will use it")
@@ -184,7 +188,7 @@ class Accounts:
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         expires = utcnow() + timedelta(days=days) if days else None
         token = await self.db.call(auth_store.add_token, user_id=user_id, name=name[:80], token_hash=digest(secret),
-                                   prefix=secret[:8], expires_at=expires)
+                                   prefix=secret[:8], expires_at=expires, record_calls=record)
         return token, secret
 
     async def tokens(self, user_id: str) -> list[ApiToken]:

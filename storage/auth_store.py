@@ -81,10 +81,11 @@ def bump_epoch(session: Session) -> None:
     session.add(row)
 
 
-def add_token(session: Session, *, user_id: str, name: str, token_hash: str, prefix: str,
+def add_token(session: Session, *, user_id: str, name: str, token_hash: str, prefix: str, record_calls: bool = True,
               expires_at: datetime | None = None) -> ApiToken:
     """Store a new API token's hash."""
-    token = ApiToken(user_id=user_id, name=name, token_hash=token_hash, prefix=prefix, expires_at=expires_at)
+    token = ApiToken(user_id=user_id, name=name, token_hash=token_hash, prefix=prefix, expires_at=expires_at,
+                     record_calls=record_calls)
     session.add(token)
     session.flush()
     session.refresh(token)
@@ -108,8 +109,10 @@ def revoke_token(session: Session, *, user_id: str, token_id: str) -> bool:
     return True
 
 
-def use_token(session: Session, *, token_hash: str) -> tuple[User, datetime | None] | None:
-    """The enabled user owning a live token and when the token expires, noting when it was last used."""
+def use_token(session: Session, *, token_hash: str) -> tuple[User, datetime | None, bool] | None:
+    """The enabled user owning a live token, when the token expires and whether its calls are recorded.
+
+    Notes when it was last used."""
     token = session.exec(select(ApiToken).where(ApiToken.token_hash == token_hash)).first()
     now = utcnow()
     if token is None or token.revoked_at is not None or (token.expires_at and aware(token.expires_at) <= now):
@@ -120,4 +123,4 @@ def use_token(session: Session, *, token_hash: str) -> tuple[User, datetime | No
     if token.last_used_at is None or aware(token.last_used_at) + LAST_USED_GRANULARITY <= now:
         token.last_used_at = now
         session.add(token)
-    return user, aware(token.expires_at) if token.expires_at else None
+    return user, aware(token.expires_at) if token.expires_at else None, token.record_calls

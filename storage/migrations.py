@@ -48,9 +48,16 @@ def _v3_to_v4_token_expiry(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE run ADD COLUMN error_type VARCHAR"))
 
 
+def _v4_to_v5_unrecorded_tokens(conn: Connection) -> None:
+    """An API token may keep its /v1 calls out of History."""
+    found = inspect(conn)
+    if found.has_table("apitoken") and "record_calls" not in {c["name"] for c in found.get_columns("apitoken")}:
+        conn.execute(text("ALTER TABLE apitoken ADD COLUMN record_calls BOOLEAN NOT NULL DEFAULT TRUE"))
+
+
 # Each entry upgrades from version i+1 to i+2; append, never edit, once released.
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2_branches, _v2_to_v3_conversation_search,
-                                                  _v3_to_v4_token_expiry]
+                                                  _v3_to_v4_token_expiry, _v4_to_v5_unrecorded_tokens]
 LATEST = 1 + len(MIGRATIONS)
 
 

@@ -165,6 +165,7 @@ class ApiToken(SQLModel, table=True):
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
     expires_at: datetime | None = None  # None: until revoked
+    record_calls: bool = True  # False: its /v1 calls leave nothing in History
 
 
 class AuthEpoch(SQLModel, table=True):

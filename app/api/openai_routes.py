@@ -1,8 +1,9 @@
 """Lantern as an OpenAI-compatible endpoint: `GET /v1/models`, `POST /v1/chat/completions` (../shared/API.md).
 
 Behind the same gate, rate limit and token cap as the API; every `/v1` error is in OpenAI's shape, so the
-official SDKs raise their own exception classes. A call is recorded in History unless the request says
-`X-Lantern-Record: off`. A streaming client that goes away stops the run, which closes the upstream.
+official SDKs raise their own exception classes. A call is recorded in History unless its API token was
+made unrecorded or the request says `X-Lantern-Record: off`. A streaming client that goes away stops the
+run, which closes the upstream.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from app.api.openai_shapes import (
     to_gateway,
 )
 from app.api.sse import HEADERS, shutting_down
-from app.auth import current_user_id
+from app.auth import current_principal, current_user_id
 from app.context import Lantern
 from services.errors import LanternError
 from services.events import Done, Error, Event, TextDelta, ToolCall
@@ -71,12 +72,14 @@ def build_openai_router(lantern: Lantern) -> APIRouter:
 
     @router.post("/chat/completions")  # the body is parsed here, so that a bad one gets OpenAI's 400, not our 422
     async def chat_completions(request: Request) -> Response:
-        """A chat completion, whole or streamed as `chat.completion.chunk`s; `X-Lantern-Record: off` keeps it
-        out of History."""
+        """A chat completion, whole or streamed as `chat.completion.chunk`s; a token made unrecorded, or
+        `X-Lantern-Record: off`, keeps it out of History."""
         try:
             body = parse_body(await request.body())
-            record = request.headers.get(RECORD_HEADER, "on").strip().lower() not in NOT_RECORDED
-            call = await gateway.start(user_id=current_user_id(), request=to_gateway(body), record=record)
+            principal = current_principal()
+            # The header can only turn recording off: a token made unrecorded stays so whatever a script sends.
+            record = principal.record and request.headers.get(RECORD_HEADER, "on").strip().lower() not in NOT_RECORDED
+            call = await gateway.start(user_id=principal.user_id, request=to_gateway(body), record=record)
         except OpenAIError as exc:
             return error_response(exc.status, str(exc), type_=exc.type, param=exc.param, code=exc.code)
         except LanternError as exc:

@@ -10,6 +10,7 @@ from app import auth
 from app.context import Lantern
 from app.pages.frame import frame
 from app.pages.settings_mcp import McpSection
+from app.pages.settings_sources import SourcesSection
 from components.buttons import icon_button
 from services import pricing
 from services.accounts import TOKEN_LIFETIMES_DAYS, Principal
@@ -58,7 +59,10 @@ class SettingsPage:
                         lifetime = ui.select({0: "until revoked", **{d: f"{d} days" for d in TOKEN_LIFETIMES_DAYS}},
                                              value=90, label="Expires after").props("dense outlined") \
                             .classes("w-40").mark("token-lifetime")
-                        ui.button("Create token", icon="key", on_click=lambda: self._create_token(name, lifetime)) \
+                        record = ui.checkbox("Record its /v1 calls in History", value=True) \
+                            .mark("token-record")
+                        ui.button("Create token", icon="key",
+                                  on_click=lambda: self._create_token(name, lifetime, record)) \
                             .props("unelevated").mark("token-create")
                     self.token_list = ui.column().classes("w-full gap-1")
                 await self._show_tokens()
@@ -73,6 +77,7 @@ class SettingsPage:
                 await self._show_users()
             if self.principal.is_admin:
                 McpSection(self.lantern).build()
+                SourcesSection(self.lantern).build()
                 self._providers()
                 self._limits()
 
@@ -106,7 +111,8 @@ class SettingsPage:
                     ui.label(f"{token.prefix}…").classes("font-mono opacity-70")
                     used = f"last used {token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never used"
                     until = f"expires {token.expires_at:%Y-%m-%d}" if token.expires_at else "no expiry"
-                    ui.label(f"created {token.created_at:%Y-%m-%d} · {used} · {until}").classes("opacity-60")
+                    quiet = "" if token.record_calls else " · /v1 calls not recorded"
+                    ui.label(f"created {token.created_at:%Y-%m-%d} · {used} · {until}{quiet}").classes("opacity-60")
                     ui.space()
                     if token.revoked_at or expired:
                         ui.label("revoked" if token.revoked_at else "expired").classes("text-negative")
@@ -114,11 +120,12 @@ class SettingsPage:
                         icon_button("delete", f"Revoke {token.name}", partial(self._revoke, token.id, token.name),
                                     marker=f"revoke-{token.name}")
 
-    async def _create_token(self, name: ui.input, lifetime: ui.select) -> None:
+    async def _create_token(self, name: ui.input, lifetime: ui.select, record: ui.checkbox) -> None:
         """Create a token and show its secret this once."""
         try:
             _token, secret = await self.lantern.accounts.create_token(self.principal.user_id, name.value or "",
-                                                                      days=lifetime.value or None)
+                                                                      days=lifetime.value or None,
+                                                                      record=bool(record.value))
         except LanternError as exc:
             ui.notify(str(exc), type="warning")
             return

@@ -15,7 +15,7 @@ import dataclasses
 import itertools
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -384,6 +384,19 @@ def scrub(text: str, url: str) -> str:
     return text
 
 
-def source_lines(sources: Sequence[SqlSource]) -> list[str]:
-    """`name (kind, masked URL): status` per source, for logs and the Settings page."""
-    return [f"{s.name} ({s.kind or 'invalid'}, {s.display_url}): {s.status()}" for s in sources]
+async def probe(source: SqlSource, timeout_s: float = 5.0) -> str:
+    """The source's status checked now: a PostgreSQL source is connected to (read-only, `SELECT 1`)."""
+    if source.problem or source.kind != "postgresql":
+        return source.status()
+
+    def connect() -> str:
+        try:
+            with _session(source.url, timeout_s, source.name) as conn:
+                conn.execute("SELECT 1")
+        except ToolError as exc:
+            return str(exc)
+        except Exception as exc:
+            return str(_pg_error(exc, source.url, source.name, timeout_s))
+        return "connected (read-only)"
+
+    return await asyncio.to_thread(connect)

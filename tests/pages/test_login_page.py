@@ -127,6 +127,27 @@ async def test_api_token_works_until_revoked(accounts: Database, user: User) -> 
     assert stored and secret not in stored  # only a hash is kept
 
 
+async def test_a_token_made_unrecorded_keeps_its_v1_calls_out_of_history(accounts: Database, user: User) -> None:
+    await log_in(user, "bob", MEMBER_PASSWORD, path="/settings")
+    user.find(marker="token-name").type("private gateway")
+    user.find(marker="token-record").click()  # on by default: this one is made unrecorded
+    user.find(marker="token-create").click()
+    await user.should_see(marker="token-secret")
+    secret = next(iter(user.find(marker="token-secret").elements)).content.strip()
+    user.find("Done").click()
+    await user.should_see("/v1 calls not recorded")
+    bearer = {"Authorization": f"Bearer {secret}"}
+    async with anonymous() as script:
+        completion = await script.post("/v1/chat/completions", headers={**bearer, "X-Lantern-Record": "on"}, json={
+            "model": "scripted/hello", "messages": [{"role": "user", "content": "Keep this between us"}]})
+        assert completion.status_code == 200 and completion.json()["choices"][0]["message"]["content"]
+        assert "X-Run-Id" not in completion.headers  # the header cannot turn recording back on
+        listed = (await script.get("/api/conversations", headers=bearer)).json()
+        assert listed["items"] == []
+    stored = accounts.session_call(lambda session: [t.record_calls for t in session.exec(select(ApiToken))])
+    assert stored == [False]
+
+
 async def test_admins_manage_users_members_do_not(accounts: Database, user: User) -> None:
     await log_in(user, "ada", ADMIN_PASSWORD, path="/settings")
     await user.should_see(marker="users-section")

@@ -190,3 +190,27 @@ def test_version_three_database_gains_token_expiry_and_run_error_types(db_url: s
     with db.engine.connect() as conn:  # and runs keep their error's type from now on
         assert conn.execute(text("SELECT count(*) FROM run WHERE error_type IS NULL")).scalar() == 0
     db.close()
+
+
+def test_version_four_database_keeps_recording_its_tokens_calls(db_url: str) -> None:
+    from storage import auth_store
+    from storage import users as user_repo
+
+    db = Database(db_url)
+    db.open()
+    user = db.session_call(user_repo.add_user, name="ula", password_hash="x")
+    db.session_call(auth_store.add_token, user_id=user.id, name="old", token_hash="k" * 64, prefix="lt_old")
+    with db.engine.begin() as conn:  # back to version 4: tokens had no recording switch
+        conn.execute(text("ALTER TABLE apitoken DROP COLUMN record_calls"))
+        conn.execute(text("UPDATE schemaversion SET version = 4"))
+    db.close()
+
+    db = Database(db_url)
+    db.open()
+    found = db.session_call(auth_store.use_token, token_hash="k" * 64)
+    assert found is not None and found[2] is True  # an existing token goes on being recorded, as before
+    quiet = db.session_call(auth_store.add_token, user_id=user.id, name="quiet", token_hash="q" * 64,
+                            prefix="lt_quiet", record_calls=False)
+    assert quiet.record_calls is False
+    assert db.session_call(auth_store.use_token, token_hash="q" * 64)[2] is False  # type: ignore[index]
+    db.close()
