@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
-from services.accounts import LOCAL, Accounts, Principal
-from services.errors import NotAuthenticated
+from services.accounts.service import LOCAL, Accounts, Principal
+from services.core.errors import NotAuthenticated
 
 SCOPE_KEY = "lantern_principal"
 _principal: ContextVar[Principal | None] = ContextVar(SCOPE_KEY, default=None)

@@ -7,15 +7,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.settings import Settings
-from services import pricing
-from services.accounts import Accounts
-from services.chat import ChatService
-from services.duet import DuetService, Limits
-from services.pipeline import PipelineService
+from services.accounts.service import Accounts
+from services.chat.service import ChatService
+from services.core import pricing
+from services.core.recovery import recover_interrupted
+from services.core.replicas import Replica, ReplicaModeRefused
+from services.core.runs import RunManager
+from services.duet.service import DuetService, Limits
+from services.kinds import KINDS
+from services.pipelines.engine import PipelineService
 from services.providers.registry import Registry
-from services.recovery import recover_interrupted
-from services.runs import RunManager
-from services.studio import StudioService
+from services.studio.service import StudioService
 from services.tools.mcp_config import read_settings
 from services.tools.registry import McpServers, ToolCatalog
 from storage.engine import Database
@@ -47,10 +49,19 @@ class Lantern:
         registry = Registry.from_settings(settings)
         pricing.PRICES.update(settings.prices)  # one price table for the process, as configured
         # Run admission is per user and only matters when several people share the host.
+        try:
+            replica = Replica(db, KINDS) if settings.replica_mode else None
+        except ReplicaModeRefused:
+            db.close()
+            raise
         runs = RunManager(db, runs_per_minute=settings.runs_per_minute if settings.shared else 0,
-                          max_run_tokens=settings.max_run_tokens)
+                          max_run_tokens=settings.max_run_tokens, replica=replica)
         accounts = Accounts(db, session_hours=settings.session_hours,
                             attempts_per_minute=settings.login_attempts_per_minute)
+        if replica is not None:  # the limits hold across replicas
+            replica.limits.share("runs", runs.admission)
+            replica.limits.share("login", accounts.failures)
+            replica.limits.share("login-address", accounts.failures_by_address)
         servers, problems = _mcp_settings(settings)
         mcp = McpServers(db, servers, problems=problems)
         tools = ToolCatalog(settings.data_dir, mcp, sql_sources=settings.sql_sources)
@@ -64,12 +75,17 @@ class Lantern:
                    duet=duet, pipelines=pipelines, studio=studio, accounts=accounts)
 
     async def startup(self) -> None:
-        """Recover what a crash left running."""
-        await self.db.call(recover_interrupted)
+        """Recover what a crash left running: all of it alone; as a replica, what dead replicas left."""
+        if self.runs.replica is not None:
+            await self.runs.replica.start(self.runs)
+        else:
+            await self.db.call(recover_interrupted, kinds=KINDS)
 
     async def shutdown(self) -> None:
         """Stop running work (their MCP calls end with them), then the MCP servers, then release the database."""
         await self.runs.shutdown()
+        if self.runs.replica is not None:
+            await self.runs.replica.close()
         await self.mcp.shutdown()
         self.db.close()
 

@@ -19,9 +19,9 @@ from starlette.responses import RedirectResponse
 from app import auth
 from app.api.errors import lantern_error_response
 from app.api.openai_shapes import lantern_error as openai_error_response
-from services.accounts import Accounts, Principal
-from services.errors import NotAuthenticated, RateLimited
-from services.limits import SlidingWindow
+from services.accounts.service import Accounts, Principal
+from services.core.errors import NotAuthenticated, RateLimited
+from services.core.limits import SlidingWindow
 
 COOKIE = "lantern_session"
 LOGIN_PAGES_PER_MINUTE = 60

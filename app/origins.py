@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.api.errors import lantern_error_response
-from services.errors import Forbidden
+from services.core.errors import Forbidden
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # Fetch metadata: what a browser says about where a request came from, when it sends no Origin.

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", validation_alias="LANTERN_HOST")
     port: int = Field(8080, validation_alias="LANTERN_PORT")
     storage_secret: SecretStr | None = Field(None, validation_alias="LANTERN_STORAGE_SECRET")
+    # Several processes on one PostgreSQL behind a load balancer (docs/DEPLOY.md); refused on SQLite.
+    replica_mode: bool = Field(False, validation_alias="LANTERN_REPLICA_MODE")
 
     openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")

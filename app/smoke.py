@@ -12,7 +12,7 @@ import sys
 import httpx
 from pydantic import ValidationError
 
-from services.envelope import Envelope
+from services.studio.envelope import Envelope
 
 OK, GENERATION, UNREACHABLE, CONTRACT = 0, 1, 2, 3
 BRIEF = {"brand": "Lantern", "product": "smoke test", "audience": "operators", "goal": "a green check"}

@@ -25,7 +25,7 @@ from nicegui.client import Client
 
 from app.auth import SCOPE_KEY
 from app.origins import origin_allowed
-from services.accounts import Accounts, Principal
+from services.accounts.service import Accounts, Principal
 
 log = logging.getLogger("lantern.socket")
 SYNC_SECONDS = 1.0  # how soon a login ended in another process (lantern users) closes its pages

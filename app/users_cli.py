@@ -7,8 +7,8 @@ import getpass
 import sys
 
 from app.settings import Settings
-from services.errors import BadInput
-from services.passwords import hash_password
+from services.accounts.passwords import hash_password
+from services.core.errors import BadInput
 from storage import users as repo
 from storage.engine import Database, DatabaseUnavailable
 

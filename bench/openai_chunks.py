@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from services.events import TextDelta  # noqa: E402
+from services.core.events import TextDelta  # noqa: E402
 from services.providers.base import ChatMessage, ChatRequest  # noqa: E402
 from services.providers.openai_compat import OpenAICompatProvider  # noqa: E402
 

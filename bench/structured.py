@@ -77,11 +77,11 @@ async def measure(topics: list[tuple[str, dict[str, str]]], modes: list[str]) ->
 
 async def run_pipeline(lantern: Any, topic: str, *, structured: bool) -> dict[str, Any]:
     """The built-in assessment pipeline, one attempt, every role on the embedded model."""
-    from services.events import StepFinished, StepStarted
-    from services.json_schema import problem
-    from services.pipeline import PipelineBody
+    from services.core.events import StepFinished, StepStarted
+    from services.core.json_schema import problem
     from services.pipelines.builtin import builtins
     from services.pipelines.definition import step_schema
+    from services.pipelines.engine import PipelineBody
     from storage.models import Run
 
     spec = builtins()["assessment"]
@@ -111,11 +111,11 @@ async def run_pipeline(lantern: Any, topic: str, *, structured: bool) -> dict[st
 
 async def run_studio(lantern: Any, brief: dict[str, str], *, structured: bool) -> dict[str, Any]:
     """Studio's campaign (four deliverables) on the embedded model."""
-    from services.envelope import Envelope
-    from services.events import StepFinished, Usage
-    from services.json_schema import problem
-    from services.studio import StudioBody
-    from services.studio_modules import KINDS, MODULES, deliverable_schema
+    from services.core.events import StepFinished, Usage
+    from services.core.json_schema import problem
+    from services.studio.envelope import Envelope
+    from services.studio.modules import KINDS, MODULES, deliverable_schema
+    from services.studio.service import StudioBody
     from storage import runs as run_repo
     from storage.models import Run
 

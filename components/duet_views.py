@@ -1,4 +1,4 @@
-"""Duet widgets: a bot's settings panel and one turn of the transcript."""
+"""Duet widgets: a bot's settings panel, one turn of the transcript, a change note and the run's summary."""
 
 from __future__ import annotations
 
@@ -106,3 +106,25 @@ class TurnView:
         if turn.get("status") not in (None, "completed"):
             parts.append(turn["status"])
         self.footer.text = " · ".join(p for p in parts if p)
+
+
+def change_note(change: dict[str, Any], *, running: bool) -> ui.label:
+    """A note in the transcript that a bot's settings changed, placed before the turn it applies from."""
+    return ui.label(change_text(change, running=running)).classes("text-xs italic opacity-70").mark("change")
+
+
+def change_text(change: dict[str, Any], *, running: bool) -> str:
+    """`✎ Grace changed: temperature — from turn 2`; not applied yet: from its next turn, or not used once over."""
+    if change.get("before_turn") is not None:
+        when = f"from turn {int(change['before_turn']) + 1}"
+    else:
+        when = "from its next turn" if running else "after its last turn; not used"
+    return f"✎ {change.get('agent')} changed: {', '.join(sorted(change.get('changes') or {}))} — {when}"
+
+
+def summary(turns: int, status: str | None) -> str:
+    """`3 turns · stopped`: a turn cut short counts once its bot said something; a completed duet is finished."""
+    counted = f"{turns} turn{'' if turns == 1 else 's'}"
+    if status is None:
+        return counted
+    return f"{counted} · {'finished' if status == 'completed' else status}"

@@ -17,11 +17,11 @@ from nicegui import ui
 from components.message_card import MessageCard
 from components.streaming_markdown import StreamingMarkdown
 from components.tool_card import ToolCard
-from services.usage import usage_text
+from services.core.usage import usage_text
 
 STATUS_LABEL = {"stopped": "stopped", "failed": "failed", "interrupted": "interrupted",
                 "running": "generating…"}
-# A reply the model did not finish, by its stop reason (services/reply.py CUT_OFF).
+# A reply the model did not finish, by its stop reason (services/chat/reply.py CUT_OFF).
 CUT_OFF_NOTE = {"length": "Stopped at the length limit — Continue to read on.",
                 "interrupted": "The server ended this reply early — Continue to ask for the rest.",
                 "content_filter": "The provider's content filter cut this reply short."}

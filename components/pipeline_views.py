@@ -10,7 +10,7 @@ from typing import Any
 from nicegui import ui
 
 from components.streaming_markdown import StreamingMarkdown
-from services.errors import LanternError
+from services.core.errors import LanternError
 
 SUFFIX = re.compile(r"(?: \(attempt \d+\))?(?: — retry \d+)?$")
 EXAMPLE = """\

@@ -7,6 +7,7 @@ from typing import Any
 from nicegui import ui
 
 from components.streaming_markdown import StreamingMarkdown
+from services.core.usage import usage_text
 
 STATUS_ICONS = {"completed": ("check_circle", "positive"), "failed": ("error", "negative"),
                 "stopped": ("stop_circle", "warning"), "interrupted": ("report", "warning")}
@@ -76,10 +77,9 @@ class StepCard:
     # ---- helpers -------------------------------------------------------------------------------
 
     def _figures(self, seconds: float, usage: dict[str, Any]) -> None:
-        """Seconds, tokens in → out, cost."""
-        tokens_in, tokens_out = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
-        cost = float(usage.get("cost_usd") or 0)
-        self.figures.text = f"{seconds:.1f} s · {tokens_in} → {tokens_out} tokens · ${cost:.4f}"
+        """Tokens in and out, seconds, cost."""
+        self.figures.text = usage_text(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0),
+                                       float(usage.get("cost_usd") or 0), seconds=seconds)
 
     def _set_status(self, status: str, *, error: str | None, raw: str | None) -> None:
         """Swap the spinner for the status icon; a failed step gets a red border, its error and raw output."""

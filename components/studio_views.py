@@ -9,7 +9,7 @@ from typing import Any
 from nicegui import ui
 
 from components.streaming_markdown import StreamingMarkdown
-from services.errors import LanternError
+from services.core.errors import LanternError
 
 STATUS_COLOURS = {"SUCCESS": "positive", "PARTIAL": "warning", "FAILED": "negative"}
 ROW_ICONS = {"waiting": ("schedule", "text-gray-500"), "done": ("check_circle", "text-green-600"),
@@ -55,8 +55,12 @@ class ProgressRow:
                 ui.icon(name).classes(f"text-xl {colour}")
 
 
-def show_envelope(envelope: dict[str, Any]) -> None:
-    """Status badge, who answered, tokens, cost, warnings; for FAILED the error and its trace id."""
+def show_envelope(envelope: dict[str, Any], *, usage: str) -> None:
+    """Status badge, who answered, the run's usage, warnings; for FAILED the error and its trace id.
+
+    `usage` is the run's own tally as History shows it (services/core/usage.py `usage_text`), not the envelope's
+    `tokens_used`: a person must read one figure for one run wherever they look.
+    """
     status = envelope.get("status", "FAILED")
     meta = envelope.get("meta") or {}
     with ui.card().classes("w-full gap-2").mark("envelope"):
@@ -64,8 +68,7 @@ def show_envelope(envelope: dict[str, Any]) -> None:
             ui.badge(status, color=STATUS_COLOURS.get(status, "grey")).classes("text-base px-3 py-1") \
                 .mark("envelope-status")
             who = "/".join(p for p in (meta.get("provider"), meta.get("model")) if p) or "no provider answered"
-            ui.label(f"{who} · {meta.get('tokens_used', 0)} tokens · ${meta.get('cost_usd', 0):.4f} · "
-                     f"trace {meta.get('trace_id', '')}").classes("text-sm opacity-80").mark("meta")
+            ui.label(f"{who} · {usage} · trace {meta.get('trace_id', '')}").classes("text-sm opacity-80").mark("meta")
         if error := envelope.get("error"):
             ui.label(f"Generation failed ({error.get('type')}): {error.get('message')}") \
                 .classes("text-red-600").mark("envelope-error")
@@ -84,10 +87,11 @@ class DeliverableCard:
     def __init__(self, item: dict[str, Any], *, amend: Callable[[str, str], Awaitable[dict[str, Any]]],
                  approve: Callable[[str], Awaitable[dict[str, Any]]],
                  export_check: Callable[[str], Awaitable[str | None]],
-                 regenerate: Callable[[str, str], Awaitable[dict[str, Any]]] | None = None) -> None:
+                 regenerate: Callable[[str, str], Awaitable[dict[str, Any]]] | None = None,
+                 stop_regenerate: Callable[[str], Awaitable[None]] | None = None) -> None:
         self.item = item
         self._amend, self._approve, self._export_check = amend, approve, export_check
-        self._regenerate = regenerate
+        self._regenerate, self._stop_regenerate = regenerate, stop_regenerate
         with ui.card().classes("w-full gap-2").mark("deliverable", f"deliverable-{item['kind']}"):
             with ui.row().classes("w-full items-center gap-2"):
                 ui.label(item["title"]).classes("text-lg font-semibold").mark("deliverable-title")
@@ -109,6 +113,9 @@ class DeliverableCard:
                             .props("dense outlined").classes("flex-grow").mark("instruction")
                         self.regen = ui.button("Regenerate", icon="autorenew", on_click=self._regenerate_now) \
                             .props("outline dense").mark("regenerate")
+                        self.regen_stop = ui.button("Stop", icon="stop", on_click=self._stop_now) \
+                            .props("outline dense color=negative").mark("regenerate-stop")
+                        self.regen_stop.set_visibility(False)
                 ui.label("Versions").classes("text-sm font-semibold")
                 self.versions = ui.column().classes("w-full gap-1").mark("versions")
                 self.diff = ui.column().classes("w-full gap-0 font-mono text-xs").mark("diff")
@@ -181,18 +188,33 @@ class DeliverableCard:
         if not instruction or self._regenerate is None:
             ui.notify("Say how it should change first.")
             return
-        self.regen.props("loading")
+        self._regenerating(True)
         try:
             updated = await self._regenerate(self.id, instruction)
-        except LanternError as exc:
-            ui.notify(str(exc), type="negative")
+        except LanternError as exc:  # a stop is what the person asked for: say so, not as a failure
+            ui.notify(str(exc), type="warning" if exc.kind == "stopped" else "negative", multi_line=True)
             return
         finally:
-            self.regen.props(remove="loading")
+            self._regenerating(False)
         await self.show(updated)
         versions = updated["versions"]
         self._show_diff(versions[-2], versions[-1])
         self.instruction.value = ""
+
+    async def _stop_now(self) -> None:
+        """Stop the rewrite in progress (the deliverable keeps its current version)."""
+        if self._stop_regenerate is not None:
+            await self._stop_regenerate(self.id)
+
+    def _regenerating(self, running: bool) -> None:
+        """While a rewrite runs: a spinning Regenerate and a Stop beside it."""
+        if self.regen.is_deleted:
+            return
+        if running:
+            self.regen.props("loading")
+        else:
+            self.regen.props(remove="loading")
+        self.regen_stop.set_visibility(running and self._stop_regenerate is not None)
 
     async def _approve_now(self) -> None:
         try:

@@ -55,9 +55,21 @@ def _v4_to_v5_unrecorded_tokens(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE apitoken ADD COLUMN record_calls BOOLEAN NOT NULL DEFAULT TRUE"))
 
 
+def _v5_to_v6_run_leases(conn: Connection) -> None:
+    """Runs carry their owner and lease, for replicas; the shared limit table is created by create_all."""
+    found = inspect(conn)
+    if found.has_table("run"):
+        columns = {c["name"] for c in found.get_columns("run")}
+        if "owner" not in columns:
+            conn.execute(text("ALTER TABLE run ADD COLUMN owner VARCHAR"))
+        if "lease_until" not in columns:
+            conn.execute(text("ALTER TABLE run ADD COLUMN lease_until TIMESTAMP"))
+
+
 # Each entry upgrades from version i+1 to i+2; append, never edit, once released.
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2_branches, _v2_to_v3_conversation_search,
-                                                  _v3_to_v4_token_expiry, _v4_to_v5_unrecorded_tokens]
+                                                  _v3_to_v4_token_expiry, _v4_to_v5_unrecorded_tokens,
+                                                  _v5_to_v6_run_leases]
 LATEST = 1 + len(MIGRATIONS)
 
 

@@ -81,12 +81,16 @@ class Run(SQLModel, table=True):
     config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     error: str | None = Field(default=None, sa_column=Column(Text))
-    error_type: str | None = None  # the error's kind (services/errors.py), e.g. rate_limited, token_cap
+    error_type: str | None = None  # the error's kind (services/core/errors.py), e.g. rate_limited, token_cap
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
     started_at: datetime = Field(default_factory=utcnow, index=True)
     finished_at: datetime | None = None
+    # Replica mode: which process drives the run, and until when its lease holds (it renews it while the run
+    # lives); another replica marks a running run whose lease has expired `interrupted` (services/core/leases.py).
+    owner: str | None = None
+    lease_until: datetime | None = None
 
 
 class RunEventChunk(SQLModel, table=True):
@@ -166,6 +170,16 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = None
     expires_at: datetime | None = None  # None: until revoked
     record_calls: bool = True  # False: its /v1 calls leave nothing in History
+
+
+class LimitEvent(SQLModel, table=True):
+    """One counted event of a rate limit or login throttle, shared by replicas (services/core/shared_limits.py)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str = Field(index=True)  # which limit: "runs", "login", "login-address", "login-pages"
+    key: str
+    kind: str = "hit"  # "hit" counts one event, "clear" forgets the key's earlier ones, "forgive" takes one back
+    at: float = Field(index=True)  # seconds since the epoch, as the replica's clock said
 
 
 class AuthEpoch(SQLModel, table=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, cast, func, or_
@@ -51,9 +52,16 @@ def append_events(session: Session, *, run_id: str, events: list[dict[str, Any]]
 
 
 def append_event_batches(session: Session, *, batches: list[tuple[str, list[dict[str, Any]]]]) -> None:
-    """Persist several runs' batches in one transaction: one commit for every run that streamed."""
+    """Persist several runs' batches in one transaction: one commit for every run that streamed.
+
+    Only runs still `running` take events: one that another replica has recovered meanwhile (its owner went
+    silent) ends with the `done` that replica wrote. Sharing the rows' lock waits for such a recovery to commit.
+    """
+    live = set(session.exec(select(Run.id).where(col(Run.id).in_([run_id for run_id, _ in batches]),
+                                                 col(Run.status) == "running").with_for_update(read=True)))
     for run_id, events in batches:
-        append_events(session, run_id=run_id, events=events)
+        if run_id in live:
+            append_events(session, run_id=run_id, events=events)
 
 
 def load_events(session: Session, *, run_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
@@ -65,9 +73,10 @@ def load_events(session: Session, *, run_id: str, after_seq: int = 0) -> list[di
 
 
 def finish_run(session: Session, *, run_id: str, status: str, **fields: Any) -> None:
-    """Record a run's final status and figures."""
+    """Record a run's final status and figures, unless it has ended already (another replica found its owner
+    silent and recovered it: that decision stands)."""
     run = session.get(Run, run_id)
-    if run is None:
+    if run is None or run.status != "running":
         return
     run.status = status
     run.finished_at = utcnow()
@@ -83,3 +92,15 @@ def mark_interrupted(session: Session) -> int:
         .values(status="interrupted", finished_at=utcnow())
     )
     return int(result.rowcount or 0)
+
+
+def renew_leases(session: Session, *, owner: str, run_ids: list[str], until: datetime) -> None:
+    """Extend the leases of the owner's running runs."""
+    if run_ids:
+        session.exec(update(Run).where(col(Run.id).in_(run_ids), col(Run.owner) == owner,
+                                       col(Run.status) == "running").values(lease_until=until))
+
+
+def run_status(session: Session, *, run_id: str) -> str | None:
+    """A run's status, or None when there is no such run (a cheap read for followers on another replica)."""
+    return session.exec(select(Run.status).where(Run.id == run_id)).first()

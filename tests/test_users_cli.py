@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.passwords import hash_password, verify_password
+from services.accounts.passwords import hash_password, verify_password
 from storage import users as repo
 from storage.engine import Database
 from tests.conftest import ROOT

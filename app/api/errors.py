@@ -8,23 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from services import errors
-from services.export import ExportUnavailable
-
-STATUS: list[tuple[type[errors.LanternError], int]] = [
-    (errors.NotFound, 404),
-    (errors.Conflict, 409),
-    (errors.RateLimited, 429),
-    (errors.NotAuthenticated, 401),
-    (errors.Forbidden, 403),
-    (errors.ProviderAuth, 503),
-    (errors.ProviderRateLimited, 429),
-    (errors.ProviderUnavailable, 502),
-    (errors.ProviderBadRequest, 400),
-    (errors.UnknownModel, 400),
-    (errors.BadInput, 400),
-    (ExportUnavailable, 501),
-]
+from services.core import errors
 
 
 def error_response(status: int, type_: str, message: str, **extra: Any) -> JSONResponse:
@@ -42,8 +26,8 @@ def lantern_error_response(exc: errors.LanternError, **headers: str) -> JSONResp
 
 
 def status_for(exc: errors.LanternError) -> int:
-    """HTTP status of one of our errors."""
-    return next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
+    """HTTP status of one of our errors (each declares its own, services/core/errors.py)."""
+    return exc.status
 
 
 def install(app: FastAPI) -> None:

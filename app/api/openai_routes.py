@@ -31,9 +31,9 @@ from app.api.openai_shapes import (
 from app.api.sse import HEADERS, shutting_down
 from app.auth import current_principal, current_user_id
 from app.context import Lantern
-from services.errors import LanternError
-from services.events import Done, Error, Event, TextDelta, ToolCall
-from services.gateway import Gateway, GatewayCall, GatewayModel
+from services.chat.gateway import Gateway, GatewayCall, GatewayModel
+from services.core.errors import LanternError
+from services.core.events import Done, Error, Event, TextDelta, ToolCall
 
 RECORD_HEADER = "X-Lantern-Record"
 NOT_RECORDED = {"off", "0", "false", "no"}

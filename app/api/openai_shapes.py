@@ -13,13 +13,13 @@ from typing import Any, Literal
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.errors import LanternError, RateLimited
-from services.events import Done, Error, Event, TextDelta, ToolCall, Usage
-from services.gateway import GatewayRequest
+from services.chat.gateway import GatewayRequest
+from services.core.errors import LanternError, RateLimited
+from services.core.events import Done, Error, Event, TextDelta, ToolCall, Usage
+from services.core.usage import UsageTally
 from services.providers.base import ChatMessage, ToolSpec, parse_args
-from services.usage import UsageTally
 
-# Our error kinds (services/errors.py, plus the run's "token_cap" and "internal") as OpenAI's
+# Our error kinds (services/core/errors.py, plus the run's "token_cap" and "internal") as OpenAI's
 # (status, type, code). OpenAI itself answers 429 with type "requests"; an upstream's missing key is
 # Lantern's configuration problem, so 503 rather than the client's 401.
 ERRORS: dict[str, tuple[int, str, str | None]] = {
@@ -36,7 +36,7 @@ ERRORS: dict[str, tuple[int, str, str | None]] = {
     "provider_error": (502, "server_error", "upstream_error"),
 }
 INTERNAL = (500, "server_error", None)
-# Lantern's stop reasons (services/events.py STOP_REASONS) as OpenAI's finish_reason. "interrupted" (the
+# Lantern's stop reasons (services/core/events.py STOP_REASONS) as OpenAI's finish_reason. "interrupted" (the
 # upstream ended early) becomes "length": the finish reason clients already read as "incomplete".
 FINISH = {"end": "stop", "length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter",
           "interrupted": "length"}

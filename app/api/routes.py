@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from app import __version__
+from app.api.downloads import download
 from app.api.schemas import ChatBody
 from app.api.sse import sse_response
 from app.auth import current_user_id
 from app.context import Lantern
-from services.errors import NotFound
-from services.export import MEDIA_TYPES, conversation_document, filename, to_json, to_markdown, to_pdf
-from services.filenames import content_disposition
+from services.core.errors import NotFound
+from services.export import conversation as conversation_export
+from services.export.conversation import conversation_document
+from services.export.formats import render
 from storage import conversations as conv_repo
 from storage import runs as run_repo
 
@@ -97,12 +98,7 @@ def build_router(lantern: Lantern) -> APIRouter:
                                     user_id=current_user_id())
         if doc is None:
             raise NotFound(f"No conversation {conversation_id}")
-        if fmt == "pdf":
-            body: bytes = await asyncio.to_thread(to_pdf, doc)  # seconds of CPU: keep it off the event loop
-        else:
-            body = (to_json(doc) if fmt == "json" else to_markdown(doc)).encode()
-        return Response(body, media_type=MEDIA_TYPES[fmt],
-                        headers={"Content-Disposition": content_disposition(filename(doc, fmt))})
+        return download(await render(conversation_export, doc, fmt))
 
     return router
 

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
+from app.api.downloads import download
 from app.api.errors import error_response
 from app.api.schemas_runs import AgentPatch, DeliverablesCreate, PipelineCreate, RunCreate
 from app.api.sse import sse_response
 from app.auth import current_user_id
 from app.context import Lantern
-from services import duet_export, pipeline_export
-from services.errors import NotFound
-from services.filenames import content_disposition
+from services.core.errors import NotFound
+from services.export.formats import render
+from services.kinds import KINDS
 from storage import runs as run_repo
 from storage.models import Run
 
 PUBLIC_RUN_FIELDS = {"id", "trace_id", "kind", "status", "conversation_id", "config", "result", "error",
                      "input_tokens", "output_tokens", "cost_usd", "started_at", "finished_at"}
-EXPORTERS: dict[str, Any] = {"duet": duet_export.duet_document, "pipeline": pipeline_export.document}
-EXPORT_MODULES: dict[str, Any] = {"duet": duet_export, "pipeline": pipeline_export}
 
 
 def build_run_router(lantern: Lantern) -> APIRouter:
@@ -90,17 +88,9 @@ def build_run_router(lantern: Lantern) -> APIRouter:
     async def export(run_id: str, format: str = Query("json", pattern="^(json|md|pdf)$")) -> Response:
         """The run as a file: JSON (lossless), Markdown or PDF."""
         found = await owned(run_id)
-        exporter = EXPORT_MODULES.get(found.kind)
-        if exporter is None:
-            return error_response(422, "validation", f"{found.kind} runs cannot be exported yet")
-        doc = EXPORTERS[found.kind](found, active=lantern.runs.active.get(found.id))
-        if format == "pdf":
-            content: str | bytes = await asyncio.to_thread(exporter.to_pdf, doc)
-        else:
-            content = exporter.to_json(doc) if format == "json" else exporter.to_markdown(doc)
-        media = {"json": "application/json", "md": "text/markdown; charset=utf-8", "pdf": "application/pdf"}
-        return Response(content, media_type=media[format], headers={
-            "Content-Disposition": content_disposition(exporter.filename(doc, format))})
+        exporter = KINDS.get(found.kind).exporter
+        return download(await render(exporter, exporter.document(found, active=lantern.runs.active.get(found.id)),
+                                     format))
 
     return router
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.studio_modules import MODULES
+from services.studio.modules import MODULES
 
 
 class AgentIn(BaseModel):

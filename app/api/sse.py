@@ -9,7 +9,7 @@ from typing import Protocol
 from fastapi.responses import StreamingResponse
 from nicegui.server import Server
 
-from services.events import Event
+from services.core.events import Event
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 POLL_S = 1.0  # how often a quiet stream checks whether the server is shutting down

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Response
 from app.api.schemas_runs import Amend, GenerateBody
 from app.auth import current_user_id
 from app.context import Lantern
-from services.filenames import content_disposition
-from services.studio_modules import KINDS, MODULES
+from services.export.filenames import content_disposition
+from services.studio.modules import KINDS, MODULES
 from storage import runs as run_repo
 
 

@@ -9,15 +9,16 @@ from nicegui import background_tasks, context, ui
 from app.auth import current_user_id
 from app.context import Lantern
 from app.pages.frame import frame
+from app.pages.run_page import follow
 from app.urls import url
 from components.buttons import icon_button
 from components.conversation_list import ConversationList
 from components.message_card import listen as listen_for_message_actions
 from components.message_view import Branch, MessageView
-from services.chat import ChatStart
-from services.errors import LanternError
-from services.events import Done, Error, TextDelta, ToolCall, ToolOutput, Usage
-from services.reply import CUT_OFF
+from services.chat.reply import CUT_OFF
+from services.chat.service import ChatStart
+from services.core.errors import LanternError
+from services.core.events import Done, Error, Event, TextDelta, ToolCall, ToolOutput, Usage
 from services.tools.registry import TOOL_NAMES
 from storage import conversations as conv_repo
 from storage.conversations import PathEntry
@@ -325,17 +326,13 @@ class ChatPage:
     # ---- streaming -----------------------------------------------------------------------------
 
     def _follow(self, run_id: str, view: MessageView) -> None:
-        """Stream a run's events into a reply view, in the background."""
+        """Stream a run's events into a reply view, in the background (the view draws errors itself)."""
         self.running_run = run_id
-        background_tasks.create(self._consume(run_id, view), name=f"follow-{run_id}")
-
-    async def _consume(self, run_id: str, view: MessageView) -> None:
-        """Replay then follow the run; ends quietly if the tab goes away (the run does not)."""
-        assert view.body is not None
         usage: Usage | None = None
-        async for _seq, event in self.lantern.runs.subscribe(run_id):
-            if view.body is None or view.body.is_deleted:
-                return
+
+        async def on_event(event: Event) -> None:
+            nonlocal usage
+            assert view.body is not None
             match event:
                 case TextDelta(delta=delta):
                     view.body.append(delta)
@@ -356,8 +353,13 @@ class ChatPage:
                                     cost_usd=usage.cost_usd if usage else 0.0, status=status)
                     if status == "completed" and usage is not None and usage.stop_reason in CUT_OFF:
                         view.show_cut_off(usage.stop_reason, self._continue)
-        if self.running_run == run_id:
-            self.running_run = None
+
+        async def on_end(_status: str | None) -> None:
+            if self.running_run == run_id:
+                self.running_run = None
+
+        assert view.body is not None
+        follow(self.lantern, run_id, on_event, container=view.body, on_end=on_end, show_errors=False)
 
     # ---- sidebar -------------------------------------------------------------------------------
 

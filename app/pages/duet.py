@@ -11,9 +11,10 @@ from app.context import Lantern
 from app.pages.frame import frame
 from app.urls import url
 from components.buttons import icon_button
-from components.duet_views import BotPanel, TurnView
-from services.errors import LanternError
-from services.events import Done, Error, TextDelta, TurnFinished, Usage
+from components.duet_views import BotPanel, TurnView, change_note, change_text, summary
+from services.core.errors import LanternError
+from services.core.events import Done, Error, TextDelta, TurnFinished, Usage
+from services.duet.service import is_turn
 from storage import presets as preset_repo
 from storage import runs as run_repo
 
@@ -42,14 +43,18 @@ class DuetPage:
         self.lantern = lantern
         self.run_id = run_id
         self.running = False
+        self.status: str | None = None  # the final status, once the duet is over
         self.total_turns = 0
         self.done_turns = 0
+        self.placed: set[tuple[Any, ...]] = set()  # recorded changes with a note in the transcript
+        self.waiting: dict[int, list[ui.label]] = {}  # this tab's changes per bot, until its next turn uses them
 
     async def build(self) -> None:
         """Draw the panels and the transcript; re-attach to a running duet."""
         run = None
+        self.user_id = current_user_id()  # kept: the background task that follows the run has no page context
         if self.run_id:
-            run = await self.lantern.db.call(run_repo.get_run, run_id=self.run_id, user_id=current_user_id())
+            run = await self.lantern.db.call(run_repo.get_run, run_id=self.run_id, user_id=self.user_id)
         await self.lantern.registry.list_models_live()  # the servers' own lists (cached), for the pickers
         with frame("Duet"):
             if self.run_id and (run is None or run.kind != "duet"):
@@ -118,6 +123,9 @@ class DuetPage:
         self.run_id = active.run.id
         ui.navigate.history.replace(url(f"/duet/{active.run.id}"))
         self.transcript.clear()
+        self.placed.clear()
+        self.waiting.clear()
+        self.status = None
         self._follow(active.run.id, total=int(self.turns.value or 0), done=0)
 
     async def continue_duet(self) -> None:
@@ -140,9 +148,9 @@ class DuetPage:
         except LanternError as exc:
             ui.notify(str(exc), type="negative")
             return
-        with self.transcript:
-            ui.label(f"✎ {self.panels[index].name} changed: {', '.join(sorted(changes))} — from its next turn") \
-                .classes("text-xs italic opacity-70")
+        with self.transcript:  # moved before the bot's next turn when that turn begins
+            note = change_note({"agent": self.panels[index].name, "changes": changes}, running=True)
+        self.waiting.setdefault(index, []).append(note)
         ui.notify(f"{self.panels[index].name} will use the change from its next turn.")
 
     def _follow(self, run_id: str, *, total: int, done: int) -> None:
@@ -153,56 +161,94 @@ class DuetPage:
         background_tasks.create(self._consume(run_id), name=f"duet-{run_id}")
 
     async def _consume(self, run_id: str) -> None:
-        """Turn blocks fill live; each turn is labelled with its bot."""
+        """Turn blocks fill live; each turn is labelled with its bot, after the changes that apply from it."""
         current: TurnView | None = None
         usage: Usage | None = None
         async for _seq, event in self.lantern.runs.subscribe(run_id):
             if self.transcript.is_deleted:
                 return
             match event:
-                case TextDelta(delta=delta, agent=agent):
+                case TextDelta(delta=delta, agent=agent) if delta:
                     if current is None:
-                        with self.transcript:
-                            current = TurnView(turn=self.done_turns, agent=agent or "", index=self._index(agent),
-                                               live=True)
+                        current = await self._new_turn(run_id, agent)
                     current.body.append(delta)
                 case Usage():
                     usage = event
-                case TurnFinished():
-                    if current is not None:
-                        await current.finish(usage=usage, status="completed")
+                case TurnFinished(agent=agent):
+                    if current is None:  # it said nothing, yet it was a turn
+                        current = await self._new_turn(run_id, agent)
+                    await current.finish(usage=usage, status="completed")
                     current, usage = None, None
                     self.done_turns += 1
                     self._show_progress()
                 case Error(message=message):
                     ui.notify(message, type="negative", multi_line=True)
                 case Done(status=status):
-                    if current is not None:
+                    if current is not None:  # cut short after its bot said something: kept, so counted
                         await current.finish(usage=usage, status=status)
+                        self.done_turns += 1
+                    self.status = status
+                    await self._close_changes(run_id)
         self.running = False
         self._set_running(False)
+
+    async def _new_turn(self, run_id: str, agent: str | None) -> TurnView:
+        """The next turn's block, after the notes of the changes that apply from it."""
+        changes = await self.lantern.duet.changes(user_id=self.user_id, run_id=run_id)
+        self._place_changes(changes, upto=self.done_turns)
+        with self.transcript:
+            return TurnView(turn=self.done_turns, agent=agent or "", index=self._index(agent), live=True)
+
+    async def _close_changes(self, run_id: str) -> None:
+        """The duet is over: changes no turn used go last, as the export shows them."""
+        for notes in self.waiting.values():
+            for note in notes:
+                note.delete()
+        self.waiting.clear()
+        self._place_changes(await self.lantern.duet.changes(user_id=self.user_id, run_id=run_id), upto=None)
+
+    def _place_changes(self, changes: list[dict[str, Any]], *, upto: int | None) -> None:
+        """Notes at the transcript's end for changes applied from turn `upto` or before (None: all that are left)."""
+        for change in changes:
+            before = change.get("before_turn")
+            if upto is not None and (before is None or before > upto):
+                continue
+            key = (before, change.get("agent_index"), change.get("at"), str(change.get("changes")))
+            if key in self.placed:
+                continue
+            self.placed.add(key)
+            mine = self.waiting.pop(change["agent_index"], []) if before is not None else []
+            for extra in mine[1:]:  # several edits before the bot's next turn were applied as one change
+                extra.delete()
+            if mine:  # this tab's own note: moved to where the change took effect
+                mine[0].move(self.transcript)
+                mine[0].text = change_text(change, running=False)
+            else:
+                with self.transcript:
+                    change_note(change, running=False)
 
     # ---- drawing -------------------------------------------------------------------------------
 
     async def _show_run(self, run: Any) -> None:
-        """A stored duet: its transcript, and live turns if it is still running."""
+        """A stored duet: its turns, each change before the turn it applied from; live turns if it still runs."""
         earlier: list[dict[str, Any]] = run.result.get("turns", []) if run.result else []
         if run.status == "running" and run.config.get("continue_from"):
             previous = await self.lantern.db.call(run_repo.get_run, run_id=run.config["continue_from"],
-                                                  user_id=current_user_id())
-            earlier = previous.result.get("turns", []) if previous and previous.result else []
-        with self.transcript:
-            for turn in earlier:
+                                                  user_id=self.user_id)
+            # The turns the continuation carries on from (services/duet/service.py keeps the same ones).
+            earlier = [t for t in previous.result.get("turns", []) if is_turn(t)] if previous else []
+        changes = await self.lantern.duet.changes(user_id=self.user_id, run_id=run.id)
+        for turn in earlier:
+            self._place_changes(changes, upto=turn["turn"])
+            with self.transcript:
                 view = TurnView(turn=turn["turn"], agent=turn["agent"], index=turn["agent_index"], live=False)
-                await view.load(turn)
-            for change in (run.result or {}).get("changes", []):
-                ui.label(f"✎ {change['agent']} changed {', '.join(sorted(change['changes']))} "
-                         f"before turn {change['before_turn'] + 1}").classes("text-xs italic opacity-70")
+            await view.load(turn)
         # Follow even if it finished since it was read: subscribe replays a finished run from the database.
         if run.status == "running":
             self._follow(run.id, total=len(earlier) + run.config.get("turns", 0), done=len(earlier))
         else:
-            self.progress_label.text = f"{len(earlier)} turns · {run.status}"
+            self._place_changes(changes, upto=None)
+            self.progress_label.text = summary(len(earlier), run.status)
 
     def _index(self, agent: str | None) -> int:
         """Which panel a speaker belongs to (for its colour)."""
@@ -228,7 +274,7 @@ class DuetPage:
             panel.set_running(running)
         self._show_progress()
         if not running:
-            self.progress_label.text = f"{self.done_turns} turns · finished"
+            self.progress_label.text = summary(self.done_turns, self.status)
 
     # ---- presets -------------------------------------------------------------------------------
 

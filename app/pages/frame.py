@@ -11,13 +11,13 @@ from nicegui import app, ui
 from app import auth
 from app.urls import url
 from components.streaming_markdown import RELAY_JS
+from services.kinds import KINDS
 
+# Chat first (with its Tools page), then every other run kind's page as the registry lists them.
 NAV = [
-    ("Chat", "/", "chat"),
+    (KINDS.get("chat").title, "/", KINDS.get("chat").icon),
     ("Tools", "/tools", "build"),
-    ("Duet", "/duet", "forum"),
-    ("Pipelines", "/pipelines", "account_tree"),
-    ("Studio", "/studio", "campaign"),
+    *((kind.title, kind.page, kind.icon) for kind in KINDS if kind.page),
     ("History", "/history", "history"),
     ("Settings", "/settings", "settings"),
 ]

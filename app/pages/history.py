@@ -9,13 +9,12 @@ from nicegui import ui
 from app.auth import current_user_id
 from app.context import Lantern
 from app.pages.frame import frame
+from services.core.usage import usage_text
+from services.kinds import KINDS
 from storage import conversations as conv_repo
 from storage import runs as run_repo
-from storage.models import Run
 
 PAGE = 100
-PAGES = {"duet": "/duet", "pipeline": "/pipelines", "deliverables": "/studio"}
-KIND_ICON = {"chat": "chat", "duet": "forum", "pipeline": "account_tree", "deliverables": "campaign"}
 
 
 def register(lantern: Lantern) -> None:
@@ -64,7 +63,7 @@ class HistoryPage:
                 ui.label("No conversations yet — start one in Chat." if not self.search.value
                          else "Nothing matches.").classes("opacity-60 py-4")
             for item in items:
-                self._row("chat", item["title"], f"/chat/{item['id']}",
+                self._row(KINDS.get("chat").icon, item["title"], f"/chat/{item['id']}",
                           f"{item['message_count']} messages · {item['model'] or ''}", item["updated_at"])
             if total > len(items):
                 ui.label(f"Showing the newest {len(items)} of {total}.").classes("text-xs opacity-60 py-2")
@@ -80,29 +79,24 @@ class HistoryPage:
             if not runs:
                 ui.label("Nothing matches." if q else "No duets or pipelines yet.").classes("opacity-60 py-4")
             for run in runs:
-                figures = f"{run.status} · {run.output_tokens} tokens · ${run.cost_usd:.4f}"
+                figures = f"{run.status} · {usage_text(run.input_tokens, run.output_tokens, run.cost_usd)}"
                 if parent := run.config.get("continue_from"):
                     figures += " · ↳ continues an earlier run"
                 if run.id in continued:
                     figures += " · continued later"
-                self._row(run.kind, run_title(run), f"{PAGES.get(run.kind, '/' + run.kind)}/{run.id}", figures,
-                          run.started_at, marker=f"run-{run.id}" + (f" continues-{parent}" if parent else ""))
+                kind = KINDS.get(run.kind) if run.kind in KINDS else None  # a kind a newer version stored
+                self._row(kind.icon if kind else "history", kind.label(run) if kind else run.kind.title(),
+                          kind.url(run) if kind else "/history?tab=runs", figures, run.started_at,
+                          marker=f"run-{run.id}" + (f" continues-{parent}" if parent else ""))
 
     @staticmethod
-    def _row(kind: str, title: str, target: str, detail: str, when: Any, marker: str | None = None) -> None:
+    def _row(icon: str, title: str, target: str, detail: str, when: Any, marker: str | None = None) -> None:
         """One clickable line."""
         with ui.link(target=target).classes("no-underline text-inherit w-full").mark(marker or ""), \
                 ui.row().classes("w-full items-center gap-3 px-2 py-2 rounded hover:bg-gray-500/10 no-wrap"):
-            ui.icon(KIND_ICON.get(kind, "history")).classes("opacity-70")
+            ui.icon(icon).classes("opacity-70")
             with ui.column().classes("gap-0 flex-grow min-w-0"):
                 ui.label(title).classes("truncate")
                 ui.label(detail).classes("text-xs opacity-60")
             ui.label(when.strftime("%Y-%m-%d %H:%M") if when else "").classes("text-xs opacity-60")
 
-
-def run_title(run: Run) -> str:
-    """What a person calls a run: its topic, or the module and brand of a studio brief."""
-    brief = run.config.get("brief") or {}
-    if topic := run.config.get("topic"):
-        return str(topic)
-    return f"{run.config.get('module', '')} · {brief.get('brand', '')}" if brief else run.kind.title()

@@ -14,8 +14,8 @@ from nicegui import app, ui
 from app import auth
 from app.context import Lantern
 from app.gate import COOKIE
-from services.accounts import Accounts, digest
-from services.errors import LanternError
+from services.accounts.service import Accounts, digest
+from services.core.errors import LanternError
 
 TICKET_SECONDS = 30.0
 

@@ -6,17 +6,19 @@ import asyncio
 from typing import Any
 
 from fastapi.responses import RedirectResponse
-from nicegui import background_tasks, ui
+from nicegui import ui
 
 from app.auth import current_user_id
 from app.context import Lantern
 from app.pages.frame import frame
+from app.pages.run_page import follow, not_found, owned_run, register_pair
 from app.urls import url
 from components.buttons import icon_button
 from components.pipeline_views import DefinitionEditor, StepProgress, compare_runs, show_outcome
 from components.step_card import StepCard
-from services.errors import LanternError
-from services.events import Done, Error, StepFinished, StepStarted, TextDelta
+from services.core.errors import LanternError
+from services.core.events import Done, Event, StepFinished, StepStarted, TextDelta
+from services.pipelines.kind import PIPELINE
 from storage import runs as run_repo
 
 REPLAY_BATCH = 20  # events drawn per frame when replaying a stored run
@@ -24,24 +26,17 @@ REPLAY_PAUSE = 0.05
 
 
 def register(lantern: Lantern) -> None:
-    """Routes: a new run, the comparison of two runs, a stored run."""
-
-    @ui.page("/pipelines")
-    async def new_run() -> None:
-        await PipelinesPage(lantern, None).build()
+    """Routes: the comparison of two runs, then a new run and a stored one."""
 
     @ui.page("/pipelines/compare")  # before /pipelines/{run_id}, which would swallow it
     async def compare(a: str = "", b: str = "") -> None:
-        runs = [await lantern.db.call(run_repo.get_run, run_id=x, user_id=current_user_id()) if x else None
-                for x in (a, b)]
+        runs = [await owned_run(lantern, PIPELINE, x) for x in (a, b)]
         with frame("Compare pipeline runs"):
-            compare_runs(*(r if r is not None and r.kind == "pipeline" else None for r in runs), ids=(a, b))
+            compare_runs(*runs, ids=(a, b))
 
-    @ui.page("/pipelines/{run_id}")
-    async def stored_run(run_id: str) -> None:
-        await PipelinesPage(lantern, run_id).build()
+    register_pair(lantern, PIPELINE, PipelinesPage)
 
-    @ui.page("/pipeline/{run_id}")  # History links a run as /<kind>/<id>
+    @ui.page("/pipeline/{run_id}")  # the address History gave runs before the registry named their pages
     def by_kind(run_id: str) -> RedirectResponse:
         return RedirectResponse(url(f"/pipelines/{run_id}"))
 
@@ -54,19 +49,19 @@ class PipelinesPage:
         self.run_id = run_id
         self.running = False
         self.replaying = False
+        self.user_id = ""
         self.cards: dict[int, StepCard] = {}
         self.tracker = StepProgress([])
 
     async def build(self) -> None:
         """Draw the form, the steps and the outcome; re-attach to a running pipeline."""
-        user_id = current_user_id()
-        run = await self.lantern.db.call(run_repo.get_run, run_id=self.run_id, user_id=user_id) \
-            if self.run_id else None
+        # Kept for the background tasks that follow a run: they have no page context to tell who is asking.
+        user_id = self.user_id = current_user_id()
+        run = await owned_run(self.lantern, PIPELINE, self.run_id)
         await self.lantern.registry.list_models_live()  # the servers' own lists (cached), for the pickers
-        with frame("Pipelines"):
-            if self.run_id and (run is None or run.kind != "pipeline"):
-                ui.label("This pipeline run does not exist.").classes("text-lg").mark("not-found")
-                ui.link("Start a new pipeline run", "/pipelines")
+        with frame(PIPELINE.title):
+            if self.run_id and run is None:
+                not_found(PIPELINE)
                 return
             config = run.config if run else {}
             names = await self.lantern.pipelines.names(user_id)
@@ -127,7 +122,7 @@ class PipelinesPage:
         """Export, replay, compare: for a run that exists."""
         with ui.row().classes("w-full items-center gap-2") as self.toolbar:
             with ui.button("Export", icon="download").props("flat dense"), ui.menu():
-                for fmt, label in (("md", "Markdown trace"), ("json", "JSON (lossless)")):
+                for fmt, label in (("md", "Markdown trace"), ("json", "JSON (lossless)"), ("pdf", "PDF")):
                     ui.menu_item(label, lambda f=fmt: ui.download(f"/api/runs/{self.run_id}/export?format={f}")) \
                         .mark(f"export-{fmt}")
             self.replay_button = ui.button("Replay", icon="replay", on_click=self.replay).props("flat dense") \
@@ -175,21 +170,21 @@ class PipelinesPage:
         self._reset(run.config.get("definition") or {})
         self.replaying = True
         self._set_running(True)
-        background_tasks.create(self._consume(run.id, replay=True), name=f"pipeline-replay-{run.id}")
+        self._consume(run.id, replay=True)
 
     def _follow(self, run_id: str) -> None:
         """Stream the run into step cards in the background (replay first, then live)."""
         self.running = True
         self._set_running(True)
-        background_tasks.create(self._consume(run_id), name=f"pipeline-{run_id}")
+        self._consume(run_id)
 
-    async def _consume(self, run_id: str, *, replay: bool = False) -> None:
-        """One card per executed step, filled live; the outcome when the run is done."""
+    def _consume(self, run_id: str, *, replay: bool = False) -> None:
+        """One card per executed step, filled live (or replayed at a readable pace); the outcome at the end."""
         current: StepCard | None = None
         count = 0
-        async for _seq, event in self.lantern.runs.subscribe(run_id):
-            if self.steps.is_deleted or (replay and not self.replaying):
-                break
+
+        async def on_event(event: Event) -> None:
+            nonlocal current, count
             match event:
                 case StepStarted(index=index, title=title, model=model, prompt=prompt):
                     with self.steps:
@@ -201,9 +196,6 @@ class PipelinesPage:
                     if (card := self.cards.get(index)) is not None:
                         await card.finish(ok=ok, response=response, seconds=seconds, usage=usage, error=error)
                     self.tracker.finished(ok)
-                case Error(message=message) if not replay:
-                    with self.steps:
-                        ui.notify(message, type="negative", multi_line=True)
                 case Done(status=status):
                     for card in self.cards.values():
                         await card.end(status)
@@ -211,15 +203,19 @@ class PipelinesPage:
             count += 1
             if replay and count % REPLAY_BATCH == 0:
                 await asyncio.sleep(REPLAY_PAUSE)
-        if self.steps.is_deleted:
-            return
-        self.running = self.replaying = False
-        run = await self.lantern.db.call(run_repo.get_run, run_id=run_id, user_id=current_user_id())
-        if run is not None:
-            if replay and count and self.tracker.calls < len((run.result or {}).get("steps") or []):
-                await self._show_stored(run)  # the replay was ended early: show the whole run again
-            await self._finish_view(run)
-        self._set_running(False)
+
+        async def on_end(_status: str | None) -> None:
+            self.running = self.replaying = False
+            run = await self.lantern.db.call(run_repo.get_run, run_id=run_id, user_id=self.user_id)
+            if run is not None:
+                if replay and count and self.tracker.calls < len((run.result or {}).get("steps") or []):
+                    await self._show_stored(run)  # the replay was ended early: show the whole run again
+                await self._finish_view(run)
+            self._set_running(False)
+
+        follow(self.lantern, run_id, on_event, container=self.steps, on_end=on_end, show_errors=not replay,
+               wanted=(lambda: self.replaying) if replay else None,
+               name=f"pipeline-{'replay-' if replay else ''}{run_id}")
 
     # ---- drawing -------------------------------------------------------------------------------
 
@@ -296,7 +292,7 @@ class PipelinesPage:
 
     async def _refresh_compare(self) -> None:
         """The person's other pipeline runs."""
-        runs = await self.lantern.db.call(run_repo.list_runs, user_id=current_user_id(), kind="pipeline", limit=100)
+        runs = await self.lantern.db.call(run_repo.list_runs, user_id=self.user_id, kind="pipeline", limit=100)
         self.compare.set_options({r.id: f"{r.config.get('topic', '')[:40]} · {r.status} · "
                                   f"{r.started_at:%m-%d %H:%M}" for r in runs if r.id != self.run_id})
 

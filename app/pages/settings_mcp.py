@@ -10,7 +10,7 @@ from nicegui import background_tasks, ui
 from app import auth
 from app.context import Lantern
 from components.buttons import icon_button
-from services.errors import LanternError
+from services.core.errors import LanternError
 from services.tools.registry import McpServerInfo
 
 STATUS_ICON = {"connected": ("check_circle", "text-positive"), "failed": ("error", "text-negative")}

@@ -12,10 +12,10 @@ from app.pages.frame import frame
 from app.pages.settings_mcp import McpSection
 from app.pages.settings_sources import SourcesSection
 from components.buttons import icon_button
-from services import pricing
-from services.accounts import TOKEN_LIFETIMES_DAYS, Principal
-from services.errors import LanternError
-from services.passwords import MIN_LENGTH
+from services.accounts.passwords import MIN_LENGTH
+from services.accounts.service import TOKEN_LIFETIMES_DAYS, Principal
+from services.core import pricing
+from services.core.errors import LanternError
 from storage.auth_store import aware
 from storage.models import utcnow
 

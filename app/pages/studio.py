@@ -7,17 +7,21 @@ import io
 import zipfile
 from typing import Any
 
-from nicegui import background_tasks, ui
+from nicegui import ui
 
 from app.auth import current_user_id
 from app.context import Lantern
 from app.pages.frame import frame
+from app.pages.run_page import follow, not_found, owned_run, register_pair
 from app.urls import url
 from components.studio_views import DeliverableCard, ProgressRow, show_envelope
-from services.errors import Conflict, LanternError
-from services.events import Done, Error, ProviderFallback, StepFinished, StepStarted
-from services.studio_modules import KINDS, MODULES
+from services.core.errors import Conflict, LanternError
+from services.core.events import Done, Event, ProviderFallback, StepFinished, StepStarted
+from services.core.usage import usage_text
+from services.studio.kind import DELIVERABLES
+from services.studio.modules import KINDS, MODULES
 from storage import runs as run_repo
+from storage.models import Run
 
 PLATFORMS = ["LinkedIn", "X", "Instagram", "Facebook", "Email", "Blog", "YouTube", "TikTok"]
 TEXT_FIELDS = (("brand", "Brand *"), ("product", "Product *"), ("audience", "Audience *"), ("goal", "Goal *"),
@@ -26,14 +30,7 @@ TEXT_FIELDS = (("brand", "Brand *"), ("product", "Product *"), ("audience", "Aud
 
 def register(lantern: Lantern) -> None:
     """Routes: a new generation and a stored one."""
-
-    @ui.page("/studio")
-    async def new_generation() -> None:
-        await StudioPage(lantern, None).build()
-
-    @ui.page("/studio/{run_id}")
-    async def stored_generation(run_id: str) -> None:
-        await StudioPage(lantern, run_id).build()
+    register_pair(lantern, DELIVERABLES, StudioPage)
 
 
 class StudioPage:
@@ -45,16 +42,16 @@ class StudioPage:
         self.running = False
         self.rows: dict[int, ProgressRow] = {}
         self.cards: list[DeliverableCard] = []
+        self.rewrites: dict[str, str] = {}  # deliverable id → the run id of its rewrite in progress (for Stop)
+        self.early_stops: set[str] = set()  # deliverable ids whose Stop came while their rewrite was being admitted
 
     async def build(self) -> None:
         """Draw the brief form, progress and deliverables; re-attach to a running generation."""
-        run = await self.lantern.db.call(run_repo.get_run, run_id=self.run_id, user_id=current_user_id()) \
-            if self.run_id else None
+        run = await owned_run(self.lantern, DELIVERABLES, self.run_id)
         await self.lantern.registry.list_models_live()  # the servers' own lists (cached), for the pickers
-        with frame("Studio"):
-            if self.run_id and (run is None or run.kind != "deliverables"):
-                ui.label("This generation does not exist.").classes("text-lg").mark("not-found")
-                ui.link("Start a new generation", "/studio")
+        with frame(DELIVERABLES.title):
+            if self.run_id and run is None:
+                not_found(DELIVERABLES)
                 return
             self._form(run.config if run else {})
             self.progress_label = ui.label("").classes("text-sm opacity-70").mark("progress-label")
@@ -72,7 +69,7 @@ class StudioPage:
             self.toolbar.set_visibility(False)
             self.deliverables = ui.column().classes("w-full gap-4").mark("deliverables")
         if run is not None:
-            self._follow(run.id, run.config.get("module", ""))
+            self._follow(run.id, _row_titles(run.config))
 
     def _form(self, config: dict[str, Any]) -> None:
         """Brief fields, module (with what it produces), model, Generate."""
@@ -121,10 +118,10 @@ class StudioPage:
         self.form_error.set_visibility(False)
         self.run_id = active.run.id
         ui.navigate.history.replace(url(f"/studio/{active.run.id}"))
-        self._follow(active.run.id, self.module.value or "")
+        self._follow(active.run.id, _row_titles(active.run.config))
 
-    def _follow(self, run_id: str, module: str) -> None:
-        """Progress rows for the module, filled from the run's events (replayed, then live)."""
+    def _follow(self, run_id: str, titles: list[str]) -> None:
+        """One progress row per deliverable the run writes, filled from its events (replayed, then live)."""
         self.running = True
         self.generate_button.set_enabled(False)
         self.rows_area.clear()
@@ -133,17 +130,15 @@ class StudioPage:
         self.deliverables.clear()
         self.toolbar.set_visibility(False)
         with self.rows_area:
-            self.rows = {i: ProgressRow(index=i, title=KINDS[k].title) for i, k in enumerate(MODULES.get(module, ()))}
+            self.rows = {i: ProgressRow(index=i, title=title) for i, title in enumerate(titles)}
         self.progress.set_visibility(True)
         self._show_progress("running")
-        background_tasks.create(self._consume(run_id), name=f"studio-{run_id}")
-
-    async def _consume(self, run_id: str) -> None:
-        """Row states, fallback notes and errors as they happen; the envelope and cards at the end."""
+        # Read here: the background task has no page context, so it could not tell who is asking (shared mode).
+        user_id = current_user_id()
         status = "running"
-        async for _seq, event in self.lantern.runs.subscribe(run_id):
-            if self.rows_area.is_deleted:
-                return
+
+        async def on_event(event: Event) -> None:
+            nonlocal status
             match event:
                 case StepStarted(index=index):
                     if (row := self.rows.get(index)) is not None:
@@ -155,38 +150,41 @@ class StudioPage:
                     with self.notes:
                         ui.label(f"↪ {source} failed: {reason}, trying {target}") \
                             .classes("text-sm text-amber-700").mark("fallback-note")
-                case Error(message=message):
-                    ui.notify(message, type="negative", multi_line=True)
                 case Done(status=done):
                     status = done
             self._show_progress(status)
-        if self.rows_area.is_deleted:
-            return
-        self.running = False
-        self.generate_button.set_enabled(True)
-        run = await self.lantern.db.call(run_repo.get_run, run_id=run_id, user_id=current_user_id())
-        await self._show_result((run.result if run else None) or {}, run.status if run else status)
 
-    async def _show_result(self, envelope: dict[str, Any], status: str) -> None:
+        async def on_end(_status: str | None) -> None:
+            """The envelope and cards, from the stored run."""
+            self.running = False
+            self.generate_button.set_enabled(True)
+            run = await self.lantern.db.call(run_repo.get_run, run_id=run_id, user_id=user_id)
+            await self._show_result((run.result if run else None) or {}, run.status if run else status,
+                                    _usage(run) if run else "", user_id)
+
+        follow(self.lantern, run_id, on_event, container=self.rows_area, on_end=on_end, name=f"studio-{run_id}")
+
+    async def _show_result(self, envelope: dict[str, Any], status: str, usage: str, user_id: str) -> None:
         """The envelope summary and one card per deliverable, drawn from the database (with versions)."""
         self._show_progress(status)
         if not envelope:
             with self.summary:
-                ui.label(f"This generation ended as {status} without a result.").mark("no-result")
+                ui.label(f"This generation ended as {status} without a result" + (f" · {usage}" if usage else "")) \
+                    .mark("no-result")
             return
         with self.summary:
-            show_envelope(envelope)
+            show_envelope(envelope, usage=usage)
         self.cards = []
         for out in envelope.get("deliverables") or []:
             try:
-                item = await self._studio("get", deliverable_id=out["id"])
+                item = await self.lantern.studio.get(user_id=user_id, deliverable_id=out["id"])
             except LanternError as exc:
                 with self.deliverables:
                     ui.label(f"{out.get('title', out['id'])}: {exc}").classes("text-red-600")
                 continue
             with self.deliverables:
                 card = DeliverableCard(item, amend=self._amend, approve=self._approve, export_check=self._refusal,
-                                       regenerate=self._regenerate)
+                                       regenerate=self._regenerate, stop_regenerate=self._stop_regenerate)
             await card.show()
             self.cards.append(card)
         self.toolbar.set_visibility(bool(self.cards))
@@ -208,7 +206,31 @@ class StudioPage:
         return dict(await self._studio("amend", deliverable_id=deliverable_id, content=text))
 
     async def _regenerate(self, deliverable_id: str, instruction: str) -> dict[str, Any]:
-        return dict(await self._studio("regenerate", deliverable_id=deliverable_id, instruction=instruction))
+        """Rewrite as a run of its own (admitted, counted in History, stoppable); say what it used."""
+        user_id = current_user_id()
+        self.early_stops.discard(deliverable_id)
+        active = await self.lantern.studio.start_regenerate(user_id=user_id, deliverable_id=deliverable_id,
+                                                            instruction=instruction)
+        self.rewrites[deliverable_id] = active.id
+        try:
+            if deliverable_id in self.early_stops:  # after its first event: a run cancelled unbegun never ends
+                await self.lantern.runs.follow(active.id).next()
+                await self.lantern.runs.stop(active.id)
+            updated = await self.lantern.studio.regenerated(user_id=user_id, active=active)
+        finally:
+            self.rewrites.pop(deliverable_id, None)
+            self.early_stops.discard(deliverable_id)
+        run = await self.lantern.db.call(run_repo.get_run, run_id=active.id, user_id=user_id)
+        ui.notify(f"Regenerated as version {updated['versions'][-1]['version']} · {_usage(run) if run else ''}",
+                  type="positive")
+        return dict(updated)
+
+    async def _stop_regenerate(self, deliverable_id: str) -> None:
+        """Stop the deliverable's rewrite now, or as soon as its run exists."""
+        if (run_id := self.rewrites.get(deliverable_id)) is not None:
+            await self.lantern.runs.stop(run_id)
+        else:
+            self.early_stops.add(deliverable_id)
 
     async def _approve(self, deliverable_id: str) -> dict[str, Any]:
         return dict(await self._studio("approve", deliverable_id=deliverable_id))
@@ -234,6 +256,18 @@ class StudioPage:
             return
         data = await asyncio.to_thread(_zip, files)
         ui.download(data, f"studio-{(self.run_id or '')[:8]}.zip", media_type="application/zip")
+
+
+def _row_titles(config: dict[str, Any]) -> list[str]:
+    """What the run writes, one title a row: the module's deliverables, or the one a rewrite rewrites."""
+    if rewrite := config.get("regenerate"):
+        return [f"Rewrite: {KINDS[rewrite['kind']].title}" if rewrite.get("kind") in KINDS else "Rewrite"]
+    return [KINDS[k].title for k in MODULES.get(config.get("module", ""), ())]
+
+
+def _usage(run: Run) -> str:
+    """The run's stored tally, worded as History and the API report it."""
+    return usage_text(run.input_tokens, run.output_tokens, run.cost_usd)
 
 
 def _zip(files: list[tuple[str, str]]) -> bytes:

@@ -15,8 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from services import json_schema as js
-from services.errors import BadInput
+from services.core import json_schema as js
+from services.core.errors import BadInput
 
 # A definition is a page of YAML: these caps leave room for any real one (the built-in has ~200 values) and
 # keep a hostile one from costing more than a moment of a worker thread.
@@ -31,7 +31,7 @@ REFERENCE = re.compile(r"\{steps\.([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "str": str, "int": int, "float": (int, float), "bool": bool, "list": list, "dict": dict}
-# A JSON step's schema when its definition gives none: each declared field, bounded (see services/json_schema.py).
+# A JSON step's schema when its definition gives none: each declared field, bounded (see services/core/json_schema.py).
 FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
     "str": js.text(1000), "int": {"type": "integer"}, "float": {"type": "number"}, "bool": {"type": "boolean"},
     "list": js.array({}, max_items=10), "dict": {"type": "object"}}

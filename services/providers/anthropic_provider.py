@@ -18,19 +18,15 @@ import contextlib
 import importlib
 import json
 import logging
-import ssl
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import anyio
-import httpx
-
-from services.errors import ProviderAuth, ProviderBadRequest, ProviderError, ProviderUnavailable
-from services.events import Event, TextDelta, ToolCall, Usage
-from services.pricing import cost_usd
+from services.core.errors import ProviderAuth, ProviderBadRequest, ProviderError, ProviderUnavailable
+from services.core.events import Event, TextDelta, ToolCall, Usage
+from services.core.pricing import cost_usd
 from services.providers.anthropic_errors import server_says, translate_anthropic_error
 from services.providers.base import ChatMessage, ChatRequest, Provider, alternate_turns, estimate_tokens, parse_args
-from services.providers.sse import SSEDataDecoder
+from services.providers.sse import TIMEOUT_ERRORS, TRANSPORT_ERRORS, text_deltas
 
 if TYPE_CHECKING:  # the SDK takes ~1 s to import: only when an Anthropic model is first used, in a worker thread
     import anthropic
@@ -40,22 +36,9 @@ log = logging.getLogger(__name__)
 ANTHROPIC_MODELS = ["claude-3-5-haiku-latest", "claude-sonnet-4-0"]
 DEFAULT_MAX_TOKENS = 8192  # Anthropic requires max_tokens: a reply may be as long as current models allow
 OLDER_MAX_TOKENS = 4096  # the Claude 3 (not 3.5+) models' output limit
-DRAIN_S = 0.1  # after message_stop, how long to read on so an HTTP/1.1 connection can be reused
 # Anthropic's stop reasons as ours (STOP_REASONS); pause_turn asks the caller to continue the turn.
 STOP_REASONS = {"end_turn": "end", "stop_sequence": "end", "max_tokens": "length", "tool_use": "tool_calls",
                 "refusal": "content_filter", "model_context_window_exceeded": "length", "pause_turn": "interrupted"}
-
-# A raw body raises its HTTP library's errors: httpx2 from anthropic 1.0 on, httpx before (the SDK's own list).
-_TIMEOUT_ERRORS: tuple[type[Exception], ...] = (httpx.TimeoutException,)
-_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.RequestError, ssl.SSLError, anyio.EndOfStream)
-try:
-    import httpx2
-except ImportError:  # pragma: no cover - anthropic < 1
-    pass
-else:
-    _TIMEOUT_ERRORS += (httpx2.TimeoutException,)
-    _TRANSPORT_ERRORS += (httpx2.RequestError,)
-
 
 class AnthropicProvider(Provider):
     """Streams `/v1/messages`; the system prompt travels separately, as Anthropic wants."""
@@ -108,29 +91,13 @@ class AnthropicProvider(Provider):
         try:
             async with contextlib.AsyncExitStack() as stack:
                 body = await self._open(stack, client, request)
-                chunks = body.aiter_bytes()
-                events = SSEDataDecoder()
                 try:
-                    async for raw in chunks:
-                        # One delta per read, not per event: a busy server that reads several events at once
-                        # then handles one delta for them all (as the OpenAI path does).
-                        texts: list[str] = []
-                        for data in events.feed(raw):
-                            try:
-                                texts += reply.feed(data, body.request)
-                            except Exception:
-                                if texts:  # what came before a failure is still shown and kept
-                                    yield TextDelta(delta="".join(texts))
-                                raise
-                        if texts:
-                            yield TextDelta(delta="".join(texts))
-                        if reply.done:
-                            await _drain(body.http_version, chunks)
-                            break
+                    async for delta in text_deltas(body, reply):
+                        yield delta
                 # Status errors were raised, as the SDK's, on opening; the raw body's errors are ours to wrap.
-                except _TIMEOUT_ERRORS as exc:
+                except TIMEOUT_ERRORS as exc:
                     raise anthropic.APITimeoutError(request=body.request) from exc
-                except _TRANSPORT_ERRORS as exc:
+                except TRANSPORT_ERRORS as exc:
                     raise anthropic.APIConnectionError(request=body.request) from exc
         except anthropic.AnthropicError as exc:
             raise self._translate(exc) from exc
@@ -335,16 +302,6 @@ def _request_text(request: ChatRequest) -> str:
     if request.response_schema is not None:
         parts.append(json.dumps(request.response_schema))
     return "".join(parts)
-
-
-async def _drain(http_version: str, chunks: AsyncIterator[bytes]) -> None:
-    """Read what follows message_stop (normally just the body's end), briefly, so the connection is reused."""
-    if http_version != "HTTP/1.1":
-        return  # HTTP/2 closes the stream and keeps the connection anyway
-    with contextlib.suppress(TimeoutError, *_TRANSPORT_ERRORS):
-        async with asyncio.timeout(DRAIN_S):
-            async for _ in chunks:
-                pass
 
 
 def _count(value: object) -> int | None:

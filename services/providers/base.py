@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from services.events import Event, ToolCall
+from services.core.events import Event, ToolCall
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -17,15 +17,15 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any, cast
 
-from services.errors import (
+from services.core.errors import (
     ProviderAuth,
     ProviderBadRequest,
     ProviderError,
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from services.events import Event, TextDelta, ToolCall, Usage
-from services.pricing import cost_usd
+from services.core.events import Event, TextDelta, ToolCall, Usage
+from services.core.pricing import cost_usd
 from services.providers.base import (
     ChatMessage,
     ChatRequest,

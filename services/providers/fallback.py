@@ -7,8 +7,8 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from services.errors import LanternError, ProviderError, ProviderRateLimited
-from services.events import Event, ProviderFallback, TextDelta
+from services.core.errors import LanternError, ProviderError, ProviderRateLimited
+from services.core.events import Event, ProviderFallback, TextDelta
 from services.providers.base import ChatRequest
 from services.providers.registry import Registry
 

@@ -9,8 +9,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from services.errors import BadInput, ProviderBadRequest, ProviderUnavailable
-from services.events import Event, TextDelta, Usage
+from services.core.errors import BadInput, ProviderBadRequest, ProviderUnavailable
+from services.core.events import Event, TextDelta, Usage
 from services.providers.base import ChatRequest, Provider
 from services.providers.gbnf import CALL_MARK, GrammarError
 from services.providers.local_prompt import plan, tool_call

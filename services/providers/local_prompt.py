@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from services.events import ToolCall
+from services.core.events import ToolCall
 from services.providers.base import ChatRequest, ToolSpec
 from services.providers.gbnf import ANSWER, schema_grammar, tool_grammar
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from services.errors import ProviderUnavailable
+from services.core.errors import ProviderUnavailable
 from services.providers.base import tokens_for_chars
 
 # finish_reason → our stop_reason (services.events.STOP_REASONS); anything else a server invents ends normally.

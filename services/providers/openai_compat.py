@@ -8,20 +8,15 @@ Chunks are folded by `openai_chunks`, errors translated by `openai_errors`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
-import ssl
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import anyio
-import httpx
-
-from services.errors import ProviderAuth, ProviderBadRequest, ProviderError, ProviderUnavailable
-from services.events import Event, TextDelta, ToolCall, Usage
-from services.pricing import cost_usd
+from services.core.errors import ProviderAuth, ProviderBadRequest, ProviderError, ProviderUnavailable
+from services.core.events import Event, ToolCall, Usage
+from services.core.pricing import cost_usd
 from services.providers.base import ChatRequest, Provider, as_dicts, estimate_tokens, parse_args
 from services.providers.openai_chunks import ChunkReader
 from services.providers.openai_errors import (
@@ -31,34 +26,16 @@ from services.providers.openai_errors import (
     server_detail,
     translate_openai_error,
 )
-from services.providers.sse import SSEDataDecoder
+from services.providers.sse import GONE_ERRORS, PROTOCOL_ERRORS, TIMEOUT_ERRORS, TRANSPORT_ERRORS, text_deltas
 
 if TYPE_CHECKING:  # the SDK takes ~0.4 s to import: only when an OpenAI-compatible model is first used
     import openai
 
 OPENAI_MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1"]
-DRAIN_S = 0.1  # after [DONE], how long to read on so an HTTP/1.1 connection can be reused (as the SDK does)
 LIST_TIMEOUT_S = 5.0  # a model listing or a diagnostic probe; the registry bounds listings more tightly
 # Listed ids that are not chat models (OpenAI and proxies list embeddings, speech, images...): kept out of pickers.
 NOT_CHAT = re.compile(r"embed|whisper|tts|dall-e|davinci|babbage|moderation|transcribe|realtime|audio|image|sora")
 MESSAGE_OVERHEAD = 4  # tokens a chat template adds per message (role markers), for estimates
-
-# A raw body raises its HTTP library's errors: httpx2 from openai 3 on, httpx before (the SDK's own list).
-_TIMEOUT_ERRORS: tuple[type[Exception], ...] = (httpx.TimeoutException,)
-_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.RequestError, ssl.SSLError, anyio.EndOfStream)
-# Before any answer, these mean the connection was gone (a kept-alive one the server had closed or reset).
-_PROTOCOL_ERRORS: tuple[type[Exception], ...] = (httpx.RemoteProtocolError,)
-_GONE_ERRORS: tuple[type[Exception], ...] = (httpx.ReadError, httpx.WriteError)
-try:
-    import httpx2
-except ImportError:  # pragma: no cover - openai < 3
-    pass
-else:
-    _TIMEOUT_ERRORS += (httpx2.TimeoutException,)
-    _TRANSPORT_ERRORS += (httpx2.RequestError,)
-    _PROTOCOL_ERRORS += (httpx2.RemoteProtocolError,)
-    _GONE_ERRORS += (httpx2.ReadError, httpx2.WriteError)
-
 
 class OpenAICompatProvider(Provider):
     """Chat completions over HTTP; `name` is `openai` or the configured endpoint's name."""
@@ -128,30 +105,14 @@ class OpenAICompatProvider(Provider):
             async with contextlib.AsyncExitStack() as stack:
                 response = await self._open(stack, kwargs, request.model)
                 body = response.http_response
-                chunks = body.aiter_bytes()
-                events = SSEDataDecoder()
                 try:
-                    async for raw in chunks:
-                        # One delta per read, not per chunk: a busy server that reads several chunks at
-                        # once then handles one event for them all, so its cost falls as its load rises.
-                        texts: list[str] = []
-                        for data in events.feed(raw):
-                            try:
-                                texts += reply.feed(data, body.request)
-                            except Exception:
-                                if texts:  # what came before a failure is still shown and kept
-                                    yield TextDelta(delta="".join(texts))
-                                raise
-                        if texts:
-                            yield TextDelta(delta="".join(texts))
-                        if reply.done:
-                            await _drain(body.http_version, chunks)
-                            break
+                    async for delta in text_deltas(body, reply):
+                        yield delta
                 # Status errors were raised, as the SDK's, on entering; the raw body's errors are ours to wrap.
                 # A body that simply ends (no [DONE], no finish_reason) is not an error: stop_reason says so.
-                except _TIMEOUT_ERRORS as exc:
+                except TIMEOUT_ERRORS as exc:
                     raise openai.APITimeoutError(request=body.request) from exc
-                except _TRANSPORT_ERRORS as exc:  # it answered, then the connection broke: not "cannot reach"
+                except TRANSPORT_ERRORS as exc:  # it answered, then the connection broke: not "cannot reach"
                     raise ProviderUnavailable(f"{self.name} broke off the reply: the connection closed before "
                                               "its end; try again") from exc
         except openai.OpenAIError as exc:
@@ -257,9 +218,9 @@ def _json_object(schema: dict[str, Any]) -> dict[str, Any]:
 def _unanswered(exc: Exception) -> bool:
     """Whether a connection error is the connection closing or resetting before any byte of an answer."""
     cause = exc.__cause__
-    if isinstance(cause, _PROTOCOL_ERRORS):
+    if isinstance(cause, PROTOCOL_ERRORS):
         return "without sending a response" in str(cause)
-    return isinstance(cause, _GONE_ERRORS)
+    return isinstance(cause, GONE_ERRORS)
 
 
 def _estimate_prompt(kwargs: dict[str, Any]) -> int:
@@ -274,11 +235,3 @@ def _estimate_prompt(kwargs: dict[str, Any]) -> int:
     return total
 
 
-async def _drain(http_version: str, chunks: AsyncIterator[bytes]) -> None:
-    """Read what follows `[DONE]` (normally just the body's end), briefly, so the connection goes back to the pool."""
-    if http_version != "HTTP/1.1":
-        return  # HTTP/2 closes the stream and keeps the connection anyway
-    with contextlib.suppress(TimeoutError, *_TRANSPORT_ERRORS):
-        async with asyncio.timeout(DRAIN_S):
-            async for _ in chunks:
-                pass

@@ -15,7 +15,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from services.errors import ProviderAuth, ProviderBadRequest, ProviderError, ProviderRateLimited, ProviderUnavailable
+from services.core.errors import (
+    ProviderAuth,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderUnavailable,
+)
 
 if TYPE_CHECKING:
     import openai

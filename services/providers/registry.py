@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from services.errors import ProviderAuth, UnknownModel
+from services.core.errors import ProviderAuth, UnknownModel
 from services.providers.anthropic_provider import AnthropicProvider
 from services.providers.base import ModelInfo, Provider
 from services.providers.bedrock import BedrockProvider

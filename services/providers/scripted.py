@@ -15,14 +15,14 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-from services.errors import (
+from services.core.errors import (
     ProviderAuth,
     ProviderBadRequest,
     ProviderError,
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from services.events import Event, TextDelta, ToolCall, Usage
+from services.core.events import Event, TextDelta, ToolCall, Usage
 from services.providers.base import ChatRequest, ModelInfo, Provider
 
 ERRORS: dict[str, type[ProviderError]] = {

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.errors import BadInput, Forbidden, NotFound
+from services.core.errors import BadInput, Forbidden, NotFound
 from services.tools import mcp_config as cfg
 from services.tools.base import Tool
 from services.tools.mcp_config import McpUnavailable

@@ -215,7 +215,6 @@ def connect_read_only(url: str, timeout_s: float) -> psycopg.Connection[Any]:
 
 def run_pg_query(url: str, query: str, max_rows: int, timeout_s: float, *, name: str = "source") -> str:
     """Run one statement (no statement check: callers make it) in a read-only transaction; a Markdown table."""
-    from services.tools.sql import ONLY_SELECT
 
     try:
         with _session(url, timeout_s, name) as conn, conn.cursor() as cursor:
@@ -226,14 +225,9 @@ def run_pg_query(url: str, query: str, max_rows: int, timeout_s: float, *, name:
         raise
     except Exception as exc:
         raise _pg_error(exc, url, name, timeout_s) from None
-    from services.tools.sql import markdown_table
+    from services.tools.sql import result_table
 
-    if not columns:
-        raise ToolError(f"{ONLY_SELECT}; this statement returned no columns.")
-    if len(rows) > max_rows:
-        return (markdown_table(columns, rows[:max_rows]) + f"\n\nMore than {max_rows} rows; showing the first "
-                f"{max_rows}. Aggregate or add LIMIT/WHERE to see what matters.")
-    return markdown_table(columns, rows) + f"\n\n{len(rows)} row{'' if len(rows) == 1 else 's'}"
+    return result_table(columns, rows, max_rows)
 
 
 def _result_columns(conn: psycopg.Connection[Any], query: str) -> list[str]:

@@ -198,6 +198,11 @@ def run_query(db_path: Path, query: str, max_rows: int, timeout_s: float) -> str
         raise _tool_error(exc, denials, timeout_s) from exc
     finally:
         conn.close()
+    return result_table(columns, rows, max_rows)
+
+
+def result_table(columns: list[str], rows: list[Any], max_rows: int) -> str:
+    """A query's rows (fetched up to max_rows + 1) as Markdown, saying when there were more."""
     if not columns:
         raise ToolError(f"{ONLY_SELECT}; this statement returned no columns.")
     if len(rows) > max_rows:

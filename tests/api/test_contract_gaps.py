@@ -7,7 +7,7 @@ from typing import Any
 
 from nicegui.testing import User
 
-from services.events import Error, TextDelta
+from services.core.events import Error, TextDelta
 from tests.api.test_runs_api import duet_body
 
 

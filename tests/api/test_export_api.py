@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from typing import Any
 
 import pytest
 from nicegui.testing import User
@@ -68,3 +70,66 @@ async def test_pdf_without_weasyprint_says_what_to_install(user: User, monkeypat
     assert "weasyprint" in response.json()["error"]["message"]
     # The other formats do not need it.
     assert (await user.http_client.get(f"/api/conversations/{conv_id}/export")).status_code == 200
+
+
+# --- a continued duet's export covers the whole conversation -------------------------------------------------
+
+
+@pytest.fixture
+def paced_scripts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pace` speaks for about a second a turn, long enough to steer the other bot meanwhile."""
+    import json
+
+    from tests.conftest import SCRIPTS
+
+    monkeypatch.setenv("LANTERN_SCRIPTS", json.dumps(
+        {**SCRIPTS, "pace": {"replies": ["word " * 40], "delay": 0.03, "chunk": 5}}))
+
+
+def duet_agents(ann: dict[str, Any], ben: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": "Ann", "model": "scripted/pace", "system_prompt": "Be brief", "temperature": 0.5, **ann},
+            {"name": "Ben", "model": "scripted/echo", "system_prompt": "Be blunt", "temperature": 0.9, **ben}]
+
+
+async def finished_run(user: User, run_id: str) -> dict[str, Any]:
+    for _ in range(200):
+        run = (await user.http_client.get(f"/api/runs/{run_id}")).json()
+        if run["status"] != "running":
+            return dict(run)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run {run_id} did not finish")
+
+
+async def test_a_continued_duet_exports_the_whole_conversation(paced_scripts: None, user: User) -> None:
+    client = user.http_client
+    first = (await client.post("/api/runs", json={"kind": "duet", "topic": "Tea", "turns": 2,
+                                                  "agents": duet_agents({}, {})})).json()["run_id"]
+    # While Ann speaks turn 1, Ben's prompt is changed: it applies from his turn, turn 2.
+    steered = await client.patch(f"/api/runs/{first}/agents/1", json={"system_prompt": "Be kind"})
+    assert steered.status_code == 200
+    one = await finished_run(user, first)
+    # Continued with Ben as he ended and Ann cooler: that change applies from her next turn, turn 3.
+    second = (await client.post("/api/runs", json={
+        "kind": "duet", "topic": "Tea", "turns": 2, "continue_from": first,
+        "agents": duet_agents({"temperature": 0.3}, {"system_prompt": "Be kind"})})).json()["run_id"]
+    two = await finished_run(user, second)
+    assert (one["status"], two["status"]) == ("completed", "completed")
+
+    doc = (await client.get(f"/api/runs/{second}/export", params={"format": "json"})).json()
+    assert doc["continue_from"] == first and doc["conversation_runs"] == [first, second]
+    assert [(a["name"], a["system_prompt"], a["temperature"]) for a in doc["agents_at_start"]] == [
+        ("Ann", "Be brief", 0.5), ("Ben", "Be blunt", 0.9)]  # the bots as the conversation started
+    assert [(c["before_turn"], c["agent"], c["changes"]) for c in doc["changes"]] == [
+        (1, "Ben", {"system_prompt": "Be kind"}), (2, "Ann", {"temperature": 0.3})]
+    assert [t["turn"] for t in doc["turns"]] == [0, 1, 2, 3]
+    assert doc["totals"]["turns"] == 4 and doc["run_totals"]["turns"] == 2
+    for key in ("input_tokens", "output_tokens"):
+        assert doc["run_totals"][key] == two[key] > 0
+        assert doc["totals"][key] == one[key] + two[key]
+    assert doc["totals"]["seconds"] >= doc["run_totals"]["seconds"] > 0
+
+    md = (await client.get(f"/api/runs/{second}/export", params={"format": "md"})).text
+    assert "**Ben** — scripted/echo · temperature 0.9 · up to 256 tokens a turn\n\n> Be blunt\n" in md
+    ben, ann = "> ✎ Ben's system prompt changed (from turn 2) to:", "> ✎ Ann's temperature changed to 0.3 (from turn 3)"
+    assert md.index("### Turn 1") < md.index(ben) < md.index("### Turn 2") < md.index(ann) < md.index("### Turn 3")
+    assert "not used" not in md

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from app.api.sse import sse_frames
-from services.events import Done, Event, TextDelta
+from services.core.events import Done, Event, TextDelta
 
 
 class Script:

@@ -11,8 +11,8 @@ import pytest
 from nicegui import core
 from nicegui.testing import User
 
-from services.accounts import digest
-from services.passwords import hash_password
+from services.accounts.passwords import hash_password
+from services.accounts.service import digest
 from storage import auth_store
 from storage import users as user_repo
 from storage.engine import Database

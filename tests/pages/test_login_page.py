@@ -17,7 +17,7 @@ from sqlmodel import select
 from starlette.routing import Mount, Route
 
 from app.gate import PUBLIC_PATHS, is_public
-from services.passwords import hash_password
+from services.accounts.passwords import hash_password
 from storage import users as user_repo
 from storage.engine import Database
 from storage.models import ApiToken

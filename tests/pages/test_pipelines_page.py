@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from nicegui.testing import User
+
+from services.accounts.passwords import hash_password
+from storage import users as user_repo
+from storage.engine import Database
 
 GOOD = {"generator": "scripted/pl_gen", "strong": "scripted/pl_strong", "weak": "scripted/pl_weak",
         "judge": "scripted/pl_judge_yes"}
@@ -210,3 +215,41 @@ steps:
     role: writer
     prompt: Write about {topic}
 """
+
+
+async def test_the_export_menu_offers_pdf_and_it_downloads_one(user: User) -> None:
+    await start_run(user, "Python loops", GOOD)
+    await user.should_see(marker="outcome-title", retries=100)
+    await user.should_see("PDF")  # in the Export menu, beside Markdown and JSON
+    await user.should_see("Markdown trace")
+    user.find(marker="export-pdf").click()
+    pdf = await user.download.next(timeout=30)
+    if pdf.status_code == 501:
+        pytest.skip(f"PDF export unavailable here: {pdf.json()['error']['message']}")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert "attachment" in pdf.headers["content-disposition"]
+    assert pdf.url.path == f"/api/runs/{(await latest_run(user))['id']}/export"
+
+
+@pytest.fixture
+def shared_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shared mode: people log in (as on an intranet host)."""
+    monkeypatch.setenv("LANTERN_REQUIRE_LOGIN", "1")
+
+
+async def test_a_logged_in_person_sees_the_outcome_of_the_run_they_started(
+        shared_mode: None, lantern_env: Any, user: User) -> None:
+    db = Database(f"sqlite:///{lantern_env / 'lantern.db'}")
+    db.open()
+    db.session_call(user_repo.add_user, name="ann", password_hash=hash_password("ann long password"))
+    db.close()
+    await user.open("/pipelines")
+    await user.should_see(marker="login-name")
+    user.find(marker="login-name").type("ann")
+    user.find(marker="login-password").type("ann long password")
+    user.find(marker="login-submit").click()
+    await user.should_not_see(marker="login-submit", retries=50)
+    await start_run(user, "Python loops", GOOD)
+    await user.should_see(marker="outcome-title", retries=100)  # drawn once the run ends, for its owner
+    await user.should_see("5 / 5 steps (100%) · completed")

@@ -10,6 +10,12 @@ from typing import Any
 import pytest
 from nicegui.testing import User
 
+from services.accounts.passwords import hash_password
+from services.core.usage import usage_text
+from storage import users as user_repo
+from storage.engine import Database
+from tests.conftest import SCRIPTS
+
 BRIEF = {"brand": "Lumen", "product": "Night roast", "audience": "Night owls", "goal": "Launch awareness"}
 TITLES = ["Campaign brief", "LinkedIn post", "X/Twitter post", "Email copy"]
 
@@ -168,3 +174,109 @@ async def test_regenerate_one_deliverable_with_an_instruction(user: User) -> Non
         user.find(marker="regenerate").click()
         await user.should_see("regenerated: make it warmer")
         await user.should_see("draft v2")
+
+
+def run_usage(run: dict[str, Any]) -> str:
+    """A run's usage as the API reports it, worded the one way Lantern words usage."""
+    usage = run["usage"]
+    return usage_text(usage["input_tokens"], usage["output_tokens"], usage["cost_usd"])
+
+
+async def history_shows(user: User, run_id: str, figure: str) -> None:
+    """History's Runs tab shows this figure on the run's row."""
+    await user.open("/history?tab=runs")
+    with user.scope(marker=f"run-{run_id}"):
+        await user.should_see(figure)
+
+
+async def test_the_generation_shows_the_same_usage_as_history_and_the_api(user: User) -> None:
+    await generate(user, "scripted/studio_ok")
+    await user.should_see(marker="export-all", retries=100)
+    run = await latest_run(user)
+    figure = run_usage(run)
+    assert run["usage"]["input_tokens"] > 0 and run["usage"]["output_tokens"] > 0
+    [meta] = texts(user, "meta")
+    assert meta == f"scripted/studio_ok · {figure} · trace {run['trace_id']}"
+    await history_shows(user, run["id"], figure)
+    await user.open(f"/studio/{run['id']}")  # re-opened, the same figure
+    await user.should_see(marker="export-all", retries=50)
+    assert texts(user, "meta") == [meta]
+
+
+async def test_a_regeneration_is_a_run_in_history_with_its_usage(user: User) -> None:
+    await generate(user, "scripted/studio_ok", module="social_calendar")
+    await user.should_see(marker="export-all", retries=100)
+    with user.scope(marker="deliverable-x_post"):
+        user.find(marker="instruction").type("make it punchier")
+        user.find(marker="regenerate").click()
+        await user.should_see("draft v2")
+    rewrite = await latest_run(user)
+    assert rewrite["status"] == "completed" and rewrite["config"]["regenerate"]["instruction"] == "make it punchier"
+    assert rewrite["usage"]["output_tokens"] > 0
+    await user.should_see(f"Regenerated as version 2 · {run_usage(rewrite)}")
+    await history_shows(user, rewrite["id"], run_usage(rewrite))
+    await user.open(f"/studio/{rewrite['id']}")  # where History's row leads: the rewrite, its usage, the card
+    await user.should_see(marker="export-all", retries=50)
+    assert texts(user, "row-status") == ["done"]  # one row: the deliverable it rewrote
+    await user.should_see("1. Rewrite: X/Twitter post")
+    assert texts(user, "meta") == [f"scripted/studio_ok · {run_usage(rewrite)} · trace {rewrite['trace_id']}"]
+    assert texts(user, "status-badge") == ["draft v2"]
+
+
+@pytest.fixture
+def hanging_rewrite(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`studio_rw_hang` drafts three deliverables, then its fourth call (the rewrite) writes a little and hangs."""
+    draft = json.dumps({"title": "Lumen", "content_markdown": "Bright **coffee** for night owls.",
+                        "hashtags": ["lumen"]})
+    scripts = {**SCRIPTS, "studio_rw_hang": {"replies": [draft, draft, draft, {"text": '{"title": "Lu',
+                                                                               "hang": True}]}}
+    monkeypatch.setenv("LANTERN_SCRIPTS", json.dumps(scripts))
+
+
+async def test_a_regeneration_can_be_stopped_from_the_page(hanging_rewrite: None, user: User) -> None:
+    await generate(user, "scripted/studio_rw_hang", module="social_calendar")
+    await user.should_see(marker="export-all", retries=100)
+    with user.scope(marker="deliverable-instagram_caption"):
+        await user.should_not_see(marker="regenerate-stop")  # only while a rewrite runs
+        user.find(marker="instruction").type("make it warmer")
+        user.find(marker="regenerate").click()
+        await user.should_see(marker="regenerate-stop")
+        user.find(marker="regenerate-stop").click()
+    await user.should_see("Regeneration stopped: the deliverable is unchanged.")
+    with user.scope(marker="deliverable-instagram_caption"):
+        await user.should_not_see(marker="regenerate-stop")
+        assert texts(user, "status-badge") == ["draft v1"]
+    rewrite = await latest_run(user)
+    assert rewrite["status"] == "stopped" and rewrite["config"]["regenerate"]["kind"] == "instagram_caption"
+    assert rewrite["usage"]["output_tokens"] > 0  # what it wrote before the stop is counted (estimated)
+
+
+@pytest.fixture
+def one_run_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shared mode (login required) with a limit of one run a minute per person."""
+    monkeypatch.setenv("LANTERN_REQUIRE_LOGIN", "1")
+    monkeypatch.setenv("LANTERN_RUNS_PER_MINUTE", "1")
+
+
+async def test_a_regeneration_is_refused_once_the_rate_limit_is_used_up(
+        one_run_a_minute: None, lantern_env: Any, user: User) -> None:
+    db = Database(f"sqlite:///{lantern_env / 'lantern.db'}")
+    db.open()
+    db.session_call(user_repo.add_user, name="ann", password_hash=hash_password("ann long password"))
+    db.close()
+    await user.open("/studio")
+    await user.should_see(marker="login-name")
+    user.find(marker="login-name").type("ann")
+    user.find(marker="login-password").type("ann long password")
+    user.find(marker="login-submit").click()
+    await user.should_not_see(marker="login-submit", retries=50)
+    await generate(user, "scripted/studio_ok", module="social_calendar")  # the one run of this minute
+    await user.should_see(marker="export-all", retries=100)
+    with user.scope(marker="deliverable-x_post"):
+        user.find(marker="instruction").type("make it punchier")
+        user.find(marker="regenerate").click()
+    await user.should_see("Too many runs this minute")
+    with user.scope(marker="deliverable-x_post"):
+        assert texts(user, "status-badge") == ["draft v1"]
+    runs = (await user.http_client.get("/api/runs", params={"kind": "deliverables"})).json()["items"]
+    assert len(runs) == 1  # the refused rewrite stored nothing

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from services.errors import ProviderAuth, ProviderBadRequest, ProviderRateLimited, ProviderUnavailable
-from services.events import Done, Error, ProviderFallback, TextDelta
+from services.core.errors import ProviderAuth, ProviderBadRequest, ProviderRateLimited, ProviderUnavailable
+from services.core.events import Done, Error, ProviderFallback, TextDelta
 from services.providers.base import ChatMessage, ChatRequest
 from services.providers.fallback import FallbackChain
 from services.providers.openai_compat import OpenAICompatProvider

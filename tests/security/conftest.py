@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from app.gate import COOKIE
-from services.accounts import digest
+from services.accounts.service import digest
 from storage import auth_store
 from storage import users as user_repo
 from storage.engine import Database

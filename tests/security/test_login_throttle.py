@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from services.errors import NotAuthenticated, RateLimited
-from services.limits import Backoff
+from services.core.errors import NotAuthenticated, RateLimited
+from services.core.limits import Backoff
 
 PASSWORD = "correct horse battery"
 

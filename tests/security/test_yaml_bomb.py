@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from nicegui.testing import User
 
-from services.errors import BadInput
+from services.core.errors import BadInput
 from tests.conftest import ROOT
 
 STEP = "- id: s\n  title: t\n  role: w\n  prompt: p\n  output: json\n  fields: {x: str}\n  repeat_from: s\n"
@@ -34,7 +34,7 @@ SAVE_IN_A_CHILD = """
 import asyncio, json, resource, sys, time
 from app.context import Lantern
 from app.settings import Settings
-from services.errors import LanternError
+from services.core.errors import LanternError
 
 async def main() -> None:
     lantern = Lantern.create(Settings())

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.accounts import digest
-from services.errors import BadInput, NotAuthenticated, NotFound
+from services.accounts.service import digest
+from services.core.errors import BadInput, NotAuthenticated, NotFound
 
 PASSWORD = "correct horse battery"
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from services.agent import MAX_STEPS, run_agent
-from services.errors import BadInput
-from services.events import TextDelta, ToolCall, ToolOutput
-from services.export import conversation_document
+from services.chat.agent import MAX_STEPS, run_agent
+from services.core.errors import BadInput
+from services.core.events import TextDelta, ToolCall, ToolOutput
+from services.export.conversation import conversation_document
 from services.providers.base import ChatMessage, ChatRequest
 from services.providers.openai_compat import OpenAICompatProvider
 from services.providers.scripted import ScriptedProvider

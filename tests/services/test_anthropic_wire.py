@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from services.agent import run_agent
-from services.errors import (
+from services.chat.agent import run_agent
+from services.core.errors import (
     ProviderAuth,
     ProviderBadRequest,
     ProviderError,
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from services.events import TextDelta, ToolCall, ToolOutput, Usage
+from services.core.events import TextDelta, ToolCall, ToolOutput, Usage
 from services.providers.anthropic_provider import AnthropicProvider
 from services.providers.base import ChatMessage, ChatRequest, ToolSpec, estimate_tokens
 from services.tools.registry import build_tools

@@ -14,14 +14,14 @@ import pytest
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 
 from app.settings import Settings
-from services.errors import (
+from services.core.errors import (
     ProviderAuth,
     ProviderBadRequest,
     ProviderError,
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from services.events import TextDelta, ToolCall, Usage
+from services.core.events import TextDelta, ToolCall, Usage
 from services.providers.base import ChatMessage, ChatRequest, ToolSpec
 from services.providers.bedrock import BedrockProvider
 from services.providers.registry import Registry

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from services.chat import fit_history
-from services.errors import BadInput, NotFound
+from services.chat.service import fit_history
+from services.core.errors import BadInput, NotFound
 from services.providers.base import ChatMessage
 from storage import conversations as conv_repo
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.errors import BadInput, Conflict, NotFound, UnknownModel
-from services.events import Done, TextDelta, TurnFinished
+from services.core.errors import BadInput, Conflict, NotFound, UnknownModel
+from services.core.events import Done, TextDelta, TurnFinished
 from storage import runs as run_repo
 
 
@@ -135,3 +135,69 @@ async def test_two_different_providers_can_talk(lantern: Any, scripts: Any) -> N
     assert [(t.agent, t.content) for t in events if isinstance(t, TurnFinished)] == [
         ("Alice", "Hello Bob."), ("Bob", "Greetings from the server.")]
     assert fake.requests[0]["messages"][-1] == {"role": "user", "content": "Topic: Hello\n\nHello Bob."}
+
+
+async def test_a_turn_stopped_before_its_first_word_is_not_kept(lantern: Any, scripts: Any) -> None:
+    scripts.add_script("mute", [{"text": "", "hang": True}])
+    agents = bots()
+    agents[1]["model"] = "scripted/mute"
+    active = await lantern.duet.start(user_id="local", topic="Quiet", turns=4, agents=agents)
+    async for _, event in lantern.runs.subscribe(active.run.id):
+        if isinstance(event, TurnFinished):  # Alice is done; Bob's turn begins and says nothing
+            await asyncio.sleep(0.1)
+            break
+    assert await lantern.runs.stop(active.run.id)
+    run = await lantern.db.call(run_repo.get_run, run_id=active.run.id)
+    assert run.status == "stopped"
+    assert [(t["agent"], t["status"]) for t in run.result["turns"]] == [("Alice", "completed")]
+    # Continued, Bob has his turn after all, numbered on from Alice's.
+    more = await lantern.duet.start(user_id="local", topic="Quiet", turns=1, agents=bots(),
+                                    continue_from=active.run.id)
+    await drain(lantern, more.run.id)
+    run2 = await lantern.db.call(run_repo.get_run, run_id=more.run.id)
+    assert [(t["turn"], t["agent"]) for t in run2.result["turns"]] == [(0, "Alice"), (1, "Bob")]
+
+
+async def test_a_continuation_carries_the_earlier_changes_and_records_edits_between_runs(
+        lantern: Any, scripts: Any) -> None:
+    agents = bots()
+    agents[0]["model"] = "scripted/slowpoke"
+    first = await lantern.duet.start(user_id="local", topic="Pace", turns=2, agents=agents)
+    async for _, event in lantern.runs.subscribe(first.run.id):
+        if isinstance(event, TextDelta):  # Alice speaks turn 0: Bob's change applies from turn 1
+            await lantern.duet.update_agent(user_id="local", run_id=first.run.id, index=1,
+                                            changes={"system_prompt": "Be kind"})
+            break
+    await drain(lantern, first.run.id)
+    # Continued with Bob as he ended and Alice on another model: her change applies from her next turn, 2.
+    edited = bots(model="scripted/alice")
+    edited[1]["system_prompt"] = "Be kind"
+    more = await lantern.duet.start(user_id="local", topic="Pace", turns=2, agents=edited,
+                                    continue_from=first.run.id)
+    await drain(lantern, more.run.id)
+    run = await lantern.db.call(run_repo.get_run, run_id=more.run.id)
+    assert [(c["before_turn"], c["agent"], c["changes"]) for c in run.result["changes"]] == [
+        (1, "Bob", {"system_prompt": "Be kind"}), (2, "Alice", {"model": "scripted/alice"})]
+    assert await lantern.duet.changes(user_id="local", run_id=more.run.id) == run.result["changes"]
+    assert await lantern.duet.changes(user_id="someone", run_id=more.run.id) == []
+    conversation = run.config["conversation"]
+    assert conversation["runs"] == [first.run.id]
+    assert conversation["agents_at_start"][0]["model"] == "scripted/slowpoke"
+    assert conversation["agents_at_start"][1]["system_prompt"] == "Be blunt"
+    assert conversation["totals"]["turns"] == 2
+
+
+async def test_a_change_no_turn_used_is_reported_as_such(lantern: Any, scripts: Any) -> None:
+    agents = bots()
+    agents[1]["model"] = "scripted/slowpoke"
+    active = await lantern.duet.start(user_id="local", topic="Late", turns=2, agents=agents)
+    async for _, event in lantern.runs.subscribe(active.run.id):
+        if isinstance(event, TextDelta) and event.agent == "Bob":  # Bob's last turn is under way
+            await lantern.duet.update_agent(user_id="local", run_id=active.run.id, index=1,
+                                            changes={"temperature": 0.1})
+            break
+    live = await lantern.duet.changes(user_id="local", run_id=active.run.id)
+    assert [(c["before_turn"], c["agent"], c["changes"]) for c in live] == [(None, "Bob", {"temperature": 0.1})]
+    await drain(lantern, active.run.id)
+    stored = await lantern.duet.changes(user_id="local", run_id=active.run.id)
+    assert [(c["before_turn"], c["agent"], c["changes"]) for c in stored] == [(None, "Bob", {"temperature": 0.1})]

@@ -14,27 +14,27 @@ from typing import Any
 import pytest
 from markdown_it import MarkdownIt
 
-from services.duet import STEERABLE, AgentConfig, DuetService, Turn
-from services.duet_export import (
+from services.core.errors import ExportUnavailable
+from services.core.events import TextDelta
+from services.duet import export as duet_export
+from services.duet.export import (
     AGENT_FIELDS,
     CHANGE_KEYS,
     TURN_FIELDS,
-    ExportUnavailable,
     duet_document,
     filename,
     to_html,
-    to_json,
     to_markdown,
-    to_pdf,
 )
-from services.events import TextDelta
+from services.duet.service import STEERABLE, AgentConfig, DuetService, Turn
+from services.export.formats import to_json, to_pdf
 from storage import runs as run_repo
 from storage.models import Run
 
 WHEN = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 DOC_KEYS = {"format", "version", "exported_at", "id", "trace_id", "status", "started_at", "finished_at", "topic",
-            "turns_requested", "continue_from", "agents_at_start", "agents_at_end", "turns", "changes", "totals",
-            "error"}
+            "turns_requested", "continue_from", "conversation_runs", "agents_at_start", "agents_at_end", "turns",
+            "changes", "totals", "run_totals", "error"}
 
 
 # --- stored runs, no database ------------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def test_html_escapes_prompts_and_model_output() -> None:
 def test_missing_weasyprint_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "weasyprint", None)  # as if it were not installed
     with pytest.raises(ExportUnavailable) as info:
-        to_pdf(duet_document(stored_run()))
+        to_pdf(duet_export, duet_document(stored_run()))
     assert "pip install 'weasyprint>=62'" in str(info.value)
 
 
@@ -167,6 +167,35 @@ def test_whitelists_follow_the_duet_service() -> None:
     assert tuple(f.name for f in fields(AgentConfig)) == AGENT_FIELDS
     assert tuple(f.name for f in fields(Turn)) == TURN_FIELDS
     assert set(STEERABLE) <= set(CHANGE_KEYS)
+
+
+def test_a_continued_duet_covers_the_whole_conversation() -> None:
+    """Its config carries the earlier run: the bots as they started, its changes and totals (even when the
+    continuation's own result lost them, as a crash-recovered one does)."""
+    earlier_change = {"before_turn": 1, "agent_index": 1, "agent": "Bob", "changes": {"temperature": 1.2},
+                      "at": "2025-06-01T11:00:01+00:00"}
+    start = stored_agents()
+    later = stored_agents()
+    later[1]["temperature"] = 1.2
+    config = {"topic": "Is SQL a language?", "turns": 2, "agents": later, "continue_from": "r0",
+              "conversation": {"runs": ["r0"], "agents_at_start": start, "changes": [earlier_change],
+                               "totals": {"turns": 2, "input_tokens": 30, "output_tokens": 7, "cost_usd": 0.01,
+                                          "seconds": 4.0}}}
+    turns = [stored_turn(n, f"Turn {n}.") for n in range(4)]
+    for result_changes in ([earlier_change], []):  # as the body stores it, and as recovery rebuilds it
+        result = {"topic": "Is SQL a language?", "agents": later, "turns": turns, "changes": result_changes}
+        doc = duet_document(stored_run(id="r1", config=config, result=result, status="completed"))
+        assert doc["continue_from"] == "r0" and doc["conversation_runs"] == ["r0", "r1"]
+        assert doc["agents_at_start"] == start and doc["agents_at_start"][1]["temperature"] == 0.9
+        assert doc["changes"] == [earlier_change]
+        assert doc["run_totals"] == {"turns": 2, "input_tokens": 40, "output_tokens": 12, "cost_usd": 0.0123,
+                                     "seconds": 7.5}
+        assert doc["totals"] == {"turns": 4, "input_tokens": 70, "output_tokens": 19, "cost_usd": 0.0223,
+                                 "seconds": 11.5}
+        md = to_markdown(doc)
+        line = "> ✎ Bob's temperature changed to 1.2 (from turn 2)"
+        assert md.index("### Turn 1") < md.index(line) < md.index("### Turn 2")
+        assert "not used" not in md
 
 
 # --- through the real duet service ---------------------------------------------------------------------
@@ -214,7 +243,7 @@ async def test_exports_a_real_duet_in_three_formats(lantern: Any) -> None:
 
     # PDF: real text, the system prompt escaped.
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; Be curt" in to_html(doc)
-    pdf = await asyncio.to_thread(to_pdf, doc)
+    pdf = await asyncio.to_thread(to_pdf, duet_export, doc)
     assert pdf.startswith(b"%PDF")
     text = pdf_text(pdf)
     if text is None:

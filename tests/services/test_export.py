@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 from markdown_it import MarkdownIt
 
-from services.export import (
-    ExportUnavailable,
+from services.core.errors import ExportUnavailable
+from services.export import conversation as conversation_export
+from services.export.conversation import (
     conversation_document,
     filename,
     to_html,
-    to_json,
     to_markdown,
-    to_pdf,
 )
+from services.export.formats import to_json, to_pdf
 from storage import conversations as conv_repo
 
 MESSAGE_KEYS = {"id", "parent_id", "position", "role", "content", "status", "provider", "model", "input_tokens",
@@ -150,7 +150,7 @@ async def test_markdown_closes_a_code_block_a_reply_left_open(lantern: Any) -> N
 
 async def test_pdf_has_the_conversation_as_real_text(lantern: Any) -> None:
     conv_id, _, _ = await two_replies(lantern)
-    pdf = await asyncio.to_thread(to_pdf, await document(lantern, conv_id))
+    pdf = await asyncio.to_thread(to_pdf, conversation_export, await document(lantern, conv_id))
     assert pdf.startswith(b"%PDF")
     text = pdf_text(pdf)
     if text is None:
@@ -172,7 +172,7 @@ async def test_html_in_messages_is_escaped_in_the_pdf(lantern: Any) -> None:
     assert "&lt;script&gt;window.__xss = 1&lt;/script&gt;" in body
     assert "&lt;img src=x onerror=" in body
     assert "&lt;b&gt;bold?&lt;/b&gt; &amp; more" in body
-    text = pdf_text(await asyncio.to_thread(to_pdf, doc))
+    text = pdf_text(await asyncio.to_thread(to_pdf, conversation_export, doc))
     if text is None:
         pytest.skip("neither pdftotext (apt-get install poppler-utils) nor pypdf is installed to read the PDF")
     assert "<script>window.__xss = 1</script>" in text and "<b>bold?</b> & more" in text
@@ -189,7 +189,7 @@ def test_code_blocks_are_highlighted_and_images_not_fetched() -> None:
 def test_missing_weasyprint_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "weasyprint", None)  # as if it were not installed
     with pytest.raises(ExportUnavailable) as info:
-        to_pdf(make_doc("Hi", "Hello"))
+        to_pdf(conversation_export, make_doc("Hi", "Hello"))
     assert info.value.kind == "export_unavailable"
     assert "pip install 'weasyprint>=62'" in str(info.value) and "libpango-1.0-0" in str(info.value)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.settings import Settings
-from services.errors import ProviderAuth, ProviderUnavailable
-from services.events import ProviderFallback, TextDelta
+from services.core.errors import ProviderAuth, ProviderUnavailable
+from services.core.events import ProviderFallback, TextDelta
 from services.providers.base import ChatMessage, ChatRequest
 from services.providers.fallback import FallbackChain
 from services.providers.registry import Registry

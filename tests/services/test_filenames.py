@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.filenames import STEM_CHARS, content_disposition
+from services.export.filenames import STEM_CHARS, content_disposition
 
 
 @pytest.mark.parametrize(("name", "header"), [

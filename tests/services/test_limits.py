@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from services.errors import RateLimited
-from services.events import Error
-from services.limits import SlidingWindow
+from services.core.errors import RateLimited
+from services.core.events import Error
+from services.core.limits import SlidingWindow
 from storage import runs as run_repo
 from tests.api.test_runs_api import duet_body
 

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from services.errors import ProviderBadRequest, ProviderUnavailable
-from services.events import Event, TextDelta, ToolCall, Usage
+from services.core.errors import ProviderBadRequest, ProviderUnavailable
+from services.core.events import Event, TextDelta, ToolCall, Usage
 from services.providers.base import ChatMessage, ChatRequest, ToolSpec
 from services.providers.local import LocalProvider
 from services.providers.openai_compat import OpenAICompatProvider

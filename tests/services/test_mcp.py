@@ -18,9 +18,9 @@ import pytest
 
 from app.context import Lantern
 from app.settings import Settings
-from services.errors import BadInput, Forbidden
-from services.events import ToolCall, ToolOutput
-from services.export import conversation_document
+from services.core.errors import BadInput, Forbidden
+from services.core.events import ToolCall, ToolOutput
+from services.export.conversation import conversation_document
 from services.tools.base import call_tool
 from services.tools.mcp_config import parse_config, public, read_settings, tool_name
 from storage import conversations as conv_repo

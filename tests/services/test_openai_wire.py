@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from services.errors import ProviderAuth, ProviderBadRequest, ProviderUnavailable
-from services.events import Event, TextDelta, ToolCall, Usage
+from services.core.errors import ProviderAuth, ProviderBadRequest, ProviderUnavailable
+from services.core.events import Event, TextDelta, ToolCall, Usage
 from services.providers.base import ChatMessage, ChatRequest, ToolSpec, estimate_tokens
 from services.providers.openai_compat import OpenAICompatProvider
 from services.providers.registry import Registry, ollama_nearby

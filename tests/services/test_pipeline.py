@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.errors import BadInput, NotFound, UnknownModel
-from services.events import Done, StepFinished, StepStarted
+from services.core.errors import BadInput, NotFound, UnknownModel
+from services.core.events import Done, StepFinished, StepStarted
 from services.pipelines.definition import parse_definition
 from storage import runs as run_repo
 
@@ -156,14 +156,15 @@ async def test_saved_and_ad_hoc_definitions_run(lantern: Any) -> None:
 
 
 async def test_export_is_a_readable_trace_and_a_lossless_json(lantern: Any) -> None:
-    from services import pipeline_export
+    from services.export.formats import to_json
+    from services.pipelines import export as pipeline_export
 
     script(lantern, judge=[JUDGE_YES])
     _events, stored = await run(lantern)
     doc = pipeline_export.document(stored)
     assert doc["steps"][0]["title"] == "Difficulty categories"
     assert doc["steps"][1]["parsed"]["title"] == "Off by one" and doc["models"]["judge"] == "scripted/judge"
-    assert json.loads(pipeline_export.to_json(doc))["outcome"]["ok"] is True
+    assert json.loads(to_json(doc))["outcome"]["ok"] is True
     markdown = pipeline_export.to_markdown(doc)
     assert markdown.index("## 1. Difficulty categories") < markdown.index("## 5. Judge both answers")
     assert "**Prompt**" in markdown and "### Off by one" in markdown and "**E1**: skips the first element" in markdown

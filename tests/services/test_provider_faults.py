@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.errors import ProviderRateLimited, ProviderUnavailable
-from services.events import TextDelta
+from services.core.errors import ProviderRateLimited, ProviderUnavailable
+from services.core.events import TextDelta
 from services.providers.base import ChatMessage, ChatRequest
 from services.providers.openai_compat import OpenAICompatProvider
 from storage import conversations as conv_repo

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from app.settings import Settings
-from services.errors import ProviderAuth, ProviderBadRequest, ProviderUnavailable
-from services.events import TextDelta, ToolCall, Usage
+from services.core.errors import ProviderAuth, ProviderBadRequest, ProviderUnavailable
+from services.core.events import TextDelta, ToolCall, Usage
 from services.providers.base import ChatMessage, ChatRequest
 from services.providers.local import LocalProvider
 from services.providers.openai_compat import OpenAICompatProvider

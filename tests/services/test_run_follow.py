@@ -7,7 +7,7 @@ import itertools
 import time
 from typing import Any
 
-from services.events import Done, TextDelta
+from services.core.events import Done, TextDelta
 from storage import runs as run_repo
 from storage.engine import Database
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.errors import BadInput, NotFound, ProviderAuth, UnknownModel
-from services.events import Done, Error, TextDelta, Usage
+from services.core.errors import BadInput, NotFound, ProviderAuth, UnknownModel
+from services.core.events import Done, Error, TextDelta, Usage
 from storage import conversations as conv_repo
 from storage import runs as run_repo
 
@@ -102,6 +102,17 @@ async def test_shutdown_marks_running_work_interrupted(lantern: Any) -> None:
     assert run.status == "interrupted"
     msgs = await lantern.db.call(conv_repo.list_messages, conversation_id=start.conversation_id)
     assert msgs[-1].status == "interrupted" and msgs[-1].content.startswith("word")
+
+
+async def test_a_run_stopped_before_its_task_begins_ends_stopped(lantern: Any) -> None:
+    start = await lantern.chat.start(user_id="local", messages=[{"role": "user", "content": "Go"}],
+                                     model="scripted/slow")
+    assert await lantern.runs.stop(start.run.id) is True  # at once: the task has not run a step yet
+    assert await asyncio.wait_for(lantern.runs.wait(start.run.id), 5) == "stopped"
+    events = [e for _, e in await asyncio.wait_for(collect(lantern, start.run.id), 5)]
+    assert events[-1] == Done(status="stopped", run_id=start.run.id)
+    msgs = await lantern.db.call(conv_repo.list_messages, conversation_id=start.conversation_id)
+    assert msgs[-1].status == "stopped"
 
 
 async def test_repeated_stops_still_store_the_partial_reply(lantern: Any) -> None:

@@ -180,7 +180,7 @@ async def test_postgres_source_answers_queries(pg_source: tuple[str, str]) -> No
                              {"query": f"SELECT name, price FROM {schema}.items ORDER BY price"})
     assert not result.is_error, result.output
     assert "| wick | 0.75 |" in result.output and "| oil | 4.00 |" in result.output
-    assert "showing the first 2" in result.output and "lamp" not in result.output
+    assert "showing first 2" in result.output and "lamp" not in result.output
     empty = await call_tool(tools, "warehouse__sql_query",
                             {"query": f"SELECT name AS nothing FROM {schema}.items WHERE price < 0"})
     assert not empty.is_error and "| nothing |" in empty.output and "0 rows" in empty.output

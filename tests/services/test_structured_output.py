@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from services.agent import run_agent
-from services.errors import BadInput, ProviderBadRequest
-from services.events import Done, StepFinished, StepStarted, TextDelta, ToolCall, ToolOutput, Usage
-from services.json_schema import problem
+from services.chat.agent import run_agent
+from services.core.errors import BadInput, ProviderBadRequest
+from services.core.events import Done, StepFinished, StepStarted, TextDelta, ToolCall, ToolOutput, Usage
+from services.core.json_schema import problem
 from services.pipelines.builtin import builtins
 from services.pipelines.definition import parse_definition, step_schema
 from services.providers.base import ChatMessage, ChatRequest
 from services.providers.local import LocalProvider
-from services.studio_modules import KINDS, MODULES, deliverable_schema
+from services.studio.modules import KINDS, MODULES, deliverable_schema
 from services.tools.registry import build_tools
 from storage import runs as run_repo
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.envelope import DeliverableOut, Envelope, EnvelopeError, Meta
-from services.errors import BadInput, Conflict, NotFound
-from services.events import ProviderFallback
-from services.studio import parse_deliverable
+from services.core.errors import BadInput, Conflict, NotFound
+from services.core.events import ProviderFallback
+from services.studio.envelope import DeliverableOut, Envelope, EnvelopeError, Meta
+from services.studio.service import parse_deliverable
 from storage import runs as run_repo
 
 BRIEF = {"brand": "Lumen", "product": "Solar lantern", "audience": "campers", "goal": "pre-orders"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.events import ToolCall
+from services.core.events import ToolCall
 from services.providers.anthropic_provider import anthropic_messages
 from services.providers.base import ChatMessage, ChatRequest, as_dicts
 from services.providers.bedrock import bedrock_messages

@@ -214,3 +214,26 @@ def test_version_four_database_keeps_recording_its_tokens_calls(db_url: str) -> 
     assert quiet.record_calls is False
     assert db.session_call(auth_store.use_token, token_hash="q" * 64)[2] is False  # type: ignore[index]
     db.close()
+
+
+def test_version_five_database_gains_run_leases(db_url: str) -> None:
+    from storage import users as user_repo
+    from storage.models import Run
+
+    db = Database(db_url)
+    db.open()
+    user = db.session_call(user_repo.add_user, name="vic", password_hash="x")
+    run = Run(user_id=user.id, kind="duet", status="completed")
+    db.session_call(lambda s: s.add(run))
+    with db.engine.begin() as conn:  # back to version 5: runs had no owner or lease
+        conn.execute(text("ALTER TABLE run DROP COLUMN owner"))
+        conn.execute(text("ALTER TABLE run DROP COLUMN lease_until"))
+        conn.execute(text("UPDATE schemaversion SET version = 5"))
+    db.close()
+
+    db = Database(db_url)
+    db.open()
+    with db.engine.connect() as conn:
+        row = conn.execute(text("SELECT status, owner, lease_until FROM run")).one()
+    assert tuple(row) == ("completed", None, None)  # the run is kept; no owner, no lease
+    db.close()

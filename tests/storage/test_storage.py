@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import inspect
 
-from services.recovery import recover_interrupted
+from services.core.recovery import recover_interrupted
+from services.kinds import KINDS
 from storage import conversations as conv_repo
 from storage import runs as run_repo
 from storage.engine import Database
@@ -71,7 +72,7 @@ def test_event_chunks_round_trip_and_recovery_keeps_partial_text(db_url: str) ->
 
     run_id, conv_id = db.session_call(crash_mid_run)
     assert [e["seq"] for e in db.session_call(run_repo.load_events, run_id=run_id, after_seq=1)] == [2]
-    assert db.session_call(recover_interrupted) == 1
+    assert db.session_call(recover_interrupted, kinds=KINDS) == 1
     run = db.session_call(run_repo.get_run, run_id=run_id)
     assert run is not None and run.status == "interrupted" and run.finished_at is not None
     msgs = db.session_call(conv_repo.list_messages, conversation_id=conv_id)

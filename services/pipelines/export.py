@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from html import escape
 from typing import Any
 
-from services.export import PAGE_CSS, html_to_pdf, iso, render_markdown_html
-from services.pipeline import PipelineBody
-from services.runs import ActiveRun
+from services.core.runs import ActiveRun
+from services.core.usage import usage_text
+from services.export.formats import html_page, iso, render_markdown_html
+from services.pipelines.engine import PipelineBody
 from storage.models import Run
 
 STEP_FIELDS = ("index", "step_id", "title", "role", "model", "prompt", "response", "ok", "status", "error",
@@ -34,22 +34,16 @@ def document(run: Run, *, active: ActiveRun | None = None) -> dict[str, Any]:
     }
 
 
-def to_json(doc: dict[str, Any]) -> str:
-    """Indented JSON."""
-    return json.dumps(doc, indent=2, ensure_ascii=False)
-
-
 def to_markdown(doc: dict[str, Any]) -> str:
     """A trace a person can read: each step's exact prompt and response, then the outcome."""
     lines = [f"# Pipeline {doc['pipeline']}: {doc['topic']}", "",
              f"Status: {doc['status']} · started {doc['started_at']} · "
-             f"{doc['totals']['output_tokens']} output tokens · ${doc['totals']['cost_usd']:.4f}", ""]
+             f"{usage_text(**doc['totals'])}", ""]
     lines += [f"- {role}: {model}" for role, model in doc["models"].items()] + [""]
     for step in doc["steps"]:
         mark = "" if step["ok"] else f" — {step['status']}"
         lines += [f"## {step['index'] + 1}. {step['title']}{mark}", "",
-                  f"{step['model']} · {step['seconds']:.1f} s · {step['input_tokens']} in / "
-                  f"{step['output_tokens']} out tokens", "", "**Prompt**", "", _fence(step["prompt"]), "",
+                  f"{step['model']} · {_step_usage(step)}", "", "**Prompt**", "", _fence(step["prompt"]), "",
                   "**Response**", "", _fence(step["response"]), ""]
         if step["error"]:
             lines += [f"> Error: {step['error']}", ""]
@@ -73,17 +67,20 @@ def outcome_markdown(outcome: dict[str, Any] | None, error: str | None = None) -
     return [_fence(result if isinstance(result, str) else json.dumps(result, indent=2, ensure_ascii=False))]
 
 
-def to_pdf(doc: dict[str, Any]) -> bytes:
-    """The Markdown trace as a PDF with real text (blocking: run in a worker thread)."""
-    body = render_markdown_html(to_markdown(doc))
-    return html_to_pdf(f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-                       f"<title>{escape(str(doc['topic']))}</title><style>{PAGE_CSS}</style></head>"
-                       f"<body>{body}</body></html>")
+def to_html(doc: dict[str, Any]) -> str:
+    """The Markdown trace as a print page (code highlighted, raw HTML escaped)."""
+    return html_page(str(doc["topic"]), [render_markdown_html(to_markdown(doc))])
 
 
 def filename(doc: dict[str, Any], fmt: str) -> str:
     """pipeline-<name>-<short id>.<fmt>."""
     return f"pipeline-{doc['pipeline']}-{doc['id'][:8]}.{fmt}"
+
+
+def _step_usage(step: dict[str, Any]) -> str:
+    """A step's tokens, time and cost."""
+    return usage_text(step["input_tokens"] or 0, step["output_tokens"] or 0, step["cost_usd"] or 0.0,
+                      seconds=step["seconds"] or 0.0)
 
 
 def _fence(text: str) -> str:

@@ -2,51 +2,40 @@
 and Markdown and PDF transcripts of it.
 
 `duet_document` takes the stored `Run` (and, while the duet is running in this process, its
-`ActiveRun` for the live transcript); the `to_*` functions are pure and take that document.
-`to_pdf` is CPU-heavy: callers run it with `asyncio.to_thread`.
+`ActiveRun` for the live transcript); the module is this kind's exporter (services/export/formats.py
+`Exporter`): `render(duet_export, doc, fmt)` makes the file.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
-from dataclasses import asdict
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from services.duet import STEERABLE, DuetBody
-from services.export import (
-    PAGE_CSS,
-    STATUS_LABEL,
-    ExportUnavailable,
+from services.core.runs import ActiveRun
+from services.core.usage import money
+from services.duet.service import STEERABLE, DuetBody, conversation_changes
+from services.export.conversation import STATUS_LABEL
+from services.export.formats import (
     close_open_fence,
-    code_css,
-    html_to_pdf,
+    html_page,
     human_time,
     iso,
-    money,
     quote,
     render_markdown_html,
+    slug,
 )
-from services.runs import ActiveRun
 from storage.models import Run
-
-__all__ = ["FORMATS", "MEDIA_TYPES", "ExportUnavailable", "duet_document", "filename", "to_html", "to_json",
-           "to_markdown", "to_pdf"]
 
 DOCUMENT_FORMAT = "lantern.duet"
 DOCUMENT_VERSION = 1
-FORMATS = ("md", "json", "pdf")
-MEDIA_TYPES = {"md": "text/markdown; charset=utf-8", "json": "application/json", "pdf": "application/pdf"}
 # Whitelists: only these fields ever leave a run in an export (never the user id).
 AGENT_FIELDS = ("name", "model", "system_prompt", "temperature", "max_tokens")
 TURN_FIELDS = ("turn", "agent_index", "agent", "model", "content", "status", "seconds", "input_tokens",
                "output_tokens", "cost_usd", "started_at")
 CHANGE_FIELDS = ("before_turn", "agent_index", "agent", "at")
 CHANGE_KEYS = (*STEERABLE, *(k for k in ("max_tokens",) if k not in STEERABLE))
-SLUG_CHARS = 60
 
 
 def duet_document(run: Run, *, active: ActiveRun | None = None) -> dict[str, Any]:
@@ -55,13 +44,21 @@ def duet_document(run: Run, *, active: ActiveRun | None = None) -> dict[str, Any
     A finished run is read from its stored result. A running one has no stored result yet: pass its
     `ActiveRun` to export the transcript so far (its partial turn included); without it the document
     has the configuration and status but no turns.
+
+    A continued duet is one conversation over several runs (`conversation_runs`, this one last): its turns,
+    changes, bots at the start and `totals` cover the whole conversation; `run_totals` are this run's own.
     """
     config = run.config or {}
+    earlier = config.get("conversation") or {}
     result, usage, status = _source(run, active)
-    start_agents = [_pick(a, AGENT_FIELDS) for a in config.get("agents") or []]
+    start_agents = [_pick(a, AGENT_FIELDS) for a in earlier.get("agents_at_start") or config.get("agents") or []]
     turns = [_pick(t, TURN_FIELDS) for t in result.get("turns") or []]
     started = iso(run.started_at)
     finished = iso(run.finished_at) if run.finished_at and status != "running" else None
+    first = int((earlier.get("totals") or {}).get("turns") or 0)
+    own = {"turns": sum(1 for t in turns if int(t["turn"] or 0) >= first),
+           "input_tokens": int(usage["input_tokens"]), "output_tokens": int(usage["output_tokens"]),
+           "cost_usd": float(usage["cost_usd"]), "seconds": _seconds_between(started, finished)}
     return {
         "format": DOCUMENT_FORMAT,
         "version": DOCUMENT_VERSION,
@@ -74,24 +71,15 @@ def duet_document(run: Run, *, active: ActiveRun | None = None) -> dict[str, Any
         "topic": str(result.get("topic") or config.get("topic") or ""),
         "turns_requested": config.get("turns"),
         "continue_from": config.get("continue_from"),
+        "conversation_runs": [*(earlier.get("runs") or []), run.id],
         "agents_at_start": start_agents,
         "agents_at_end": [_pick(a, AGENT_FIELDS) for a in result.get("agents") or []] or start_agents,
         "turns": turns,
-        "changes": [_change_fields(c) for c in result.get("changes") or []],
-        "totals": {
-            "turns": len(turns),
-            "input_tokens": int(usage["input_tokens"]),
-            "output_tokens": int(usage["output_tokens"]),
-            "cost_usd": float(usage["cost_usd"]),
-            "seconds": _seconds_between(started, finished),
-        },
+        "changes": [_change_fields(c) for c in conversation_changes(config, result)],
+        "totals": _conversation_totals(earlier.get("totals") or {}, own),
+        "run_totals": own,
         "error": _error(run, result),
     }
-
-
-def to_json(doc: dict[str, Any]) -> str:
-    """The document as readable JSON."""
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
 def to_markdown(doc: dict[str, Any]) -> str:
@@ -115,11 +103,6 @@ def to_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-def to_pdf(doc: dict[str, Any]) -> bytes:
-    """The transcript as a PDF with real text; blocking, so run it in a worker thread."""
-    return html_to_pdf(to_html(doc))
-
-
 def to_html(doc: dict[str, Any]) -> str:
     """The print HTML: names and system prompts escaped, turns rendered as Markdown with raw HTML escaped."""
     title = _title(doc)
@@ -139,15 +122,13 @@ def to_html(doc: dict[str, Any]) -> str:
     if doc.get("error"):
         parts.append(f'<p class="error">Error: {escape(doc["error"]["message"])}</p>')
     parts.append(f'<p class="totals">{escape(_totals(doc))}</p>')
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f"<style>{PAGE_CSS}{DUET_CSS}{code_css()}</style></head><body>{''.join(parts)}</body></html>")
+    return html_page(title, parts, DUET_CSS)
 
 
 def filename(doc: dict[str, Any], fmt: str) -> str:
     """A safe ASCII file name from the topic, e.g. `duet-is-sql-a-language.md`."""
-    ascii_topic = unicodedata.normalize("NFKD", doc.get("topic") or "").encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_topic.lower()).strip("-")[:SLUG_CHARS].rstrip("-")
-    return f"duet-{slug}.{fmt}" if slug else f"duet.{fmt}"
+    stem = slug(doc.get("topic") or "")
+    return f"duet-{stem}.{fmt}" if stem else f"duet.{fmt}"
 
 
 DUET_CSS = """
@@ -161,15 +142,20 @@ DUET_CSS = """
 def _source(run: Run, active: ActiveRun | None) -> tuple[dict[str, Any], dict[str, Any], str]:
     """(result, usage, status): live from the active run when it is this duet's, else as stored."""
     if active is not None and active.id == run.id and isinstance(active.body, DuetBody):
-        return _live_result(active.body), dict(active.usage), active.status
+        return active.body.live_result(), dict(active.usage), active.status
     usage = {"input_tokens": run.input_tokens, "output_tokens": run.output_tokens, "cost_usd": run.cost_usd}
     return run.result or {}, usage, run.status
 
 
-def _live_result(body: DuetBody) -> dict[str, Any]:
-    """What the body would store as its result, read without disturbing the run."""
-    return {"topic": body.topic, "agents": [asdict(a) for a in body.agents],
-            "turns": [*body.history, *(asdict(t) for t in body.transcript)], "changes": list(body.changes)}
+def _conversation_totals(earlier: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """This run's figures added to those of the runs it continues (seconds: time spent running, not the gaps)."""
+    if not earlier:
+        return dict(own)
+    seconds = None if own["seconds"] is None else round(float(earlier.get("seconds") or 0) + own["seconds"], 3)
+    return {"turns": int(earlier.get("turns") or 0) + own["turns"],
+            "input_tokens": int(earlier.get("input_tokens") or 0) + own["input_tokens"],
+            "output_tokens": int(earlier.get("output_tokens") or 0) + own["output_tokens"],
+            "cost_usd": round(float(earlier.get("cost_usd") or 0) + own["cost_usd"], 6), "seconds": seconds}
 
 
 def _pick(source: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
@@ -320,3 +306,6 @@ def _totals(doc: dict[str, Any]) -> str:
     if totals.get("seconds") is not None:
         parts.append(f"{totals['seconds']:.1f} s")
     return " · ".join(parts)
+
+
+document = duet_document  # the name the exporter protocol (services/core/kinds.py RunExporter) calls it by

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from services import json_schema as js
+from services.core import json_schema as js
 
 # A hashtag is a word (the "#" is added on export): no empty, symbol-only or spaced tags.
 HASHTAG = "^[A-Za-z][A-Za-z0-9_]{1,29}$"

@@ -18,15 +18,19 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from services.errors import LanternError
-from services.events import Done, Error, Event, StepFinished, ToolOutput, TurnFinished, Usage, from_wire
-from services.limits import SlidingWindow
-from services.usage import UsageTally
+from services.core.errors import LanternError, TokenCapReached
+from services.core.events import Done, Error, Event, StepFinished, ToolOutput, TurnFinished, Usage, from_wire
+from services.core.limits import SlidingWindow
+from services.core.replicas import FLUSH_S, POLL_S
+from services.core.usage import UsageTally
 from storage import runs as run_repo
 from storage.engine import Database
 from storage.models import Run
+
+if TYPE_CHECKING:
+    from services.core.replicas import Replica
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ class ActiveRun:
     flushed: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     tally: UsageTally = field(default_factory=UsageTally)  # unbilled text counts, so the cap holds mid-stream
+    begun: bool = False  # the task has started: cancelling it now runs its clean-up (before, it would not)
 
     @property
     def usage(self) -> dict[str, Any]:
@@ -75,9 +80,11 @@ class RunManager:
     """Starts, tracks, replays and stops runs."""
 
     def __init__(self, db: Database, *, flush_interval: float = 1.0, runs_per_minute: int = 0,
-                 max_run_tokens: int = 0) -> None:
+                 max_run_tokens: int = 0, replica: Replica | None = None) -> None:
         self.db = db
-        self.flush_interval = flush_interval
+        self.replica = replica  # replica mode: leases, events announced to and stops taken from other processes
+        # Other replicas' followers read events from the database: store them often enough to look live there.
+        self.flush_interval = min(flush_interval, FLUSH_S) if replica is not None else flush_interval
         self.admission = SlidingWindow(runs_per_minute)
         self.max_run_tokens = max_run_tokens
         self.active: dict[str, ActiveRun] = {}
@@ -93,6 +100,8 @@ class RunManager:
     async def start(self, run: Run, body: RunBody) -> ActiveRun:
         """Store the run and execute its body in the background."""
         run.status = "running"
+        if self.replica is not None:
+            run.owner, run.lease_until = self.replica.name, self.replica.lease_until()
         await self.db.call(run_repo.create_run, run=run)
         active = ActiveRun(run=run, body=body)
         self.active[run.id] = active
@@ -105,14 +114,37 @@ class RunManager:
         return active
 
     async def stop(self, run_id: str) -> bool:
-        """Cancel a running run at once; False if it is not running here."""
+        """Cancel a running run at once; False if it is not running (here, or on any replica in replica mode)."""
         active = self.active.get(run_id)
+        if active is None and self.replica is not None:
+            return await self._stop_elsewhere(run_id)
         if active is None or active.task is None or active.task.done():
             return False
         if not active.stop_requested:  # a second cancel would interrupt the clean-up of the first
             active.stop_requested = True
-            active.task.cancel()
+            if active.begun:  # a task cancelled before it starts never runs `_drive`: it stops itself there
+                active.task.cancel()
         await asyncio.wait({active.task}, timeout=5)
+        return True
+
+    async def _stop_elsewhere(self, run_id: str, timeout: float = 5.0) -> bool:
+        """Ask the replica driving the run to stop it, and wait (up to `timeout`) until it has."""
+        assert self.replica is not None
+        if await self.db.call(run_repo.run_status, run_id=run_id) != "running":
+            return False
+        wake = self.replica.waiter(run_id)
+        try:
+            await self.replica.request_stop(run_id)
+            async with asyncio.timeout(timeout):
+                while await self.db.call(run_repo.run_status, run_id=run_id) == "running":
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.2):
+                            await wake.wait()
+                    wake.clear()
+        except TimeoutError:
+            log.warning("run %s did not stop within %.0f s of asking its replica", run_id, timeout)
+        finally:
+            self.replica.forget(run_id, wake)
         return True
 
     async def wait(self, run_id: str) -> str:
@@ -150,8 +182,11 @@ class RunManager:
     async def _drive(self, active: ActiveRun) -> None:
         """Run the body, translate its end into a status, persist everything."""
         error: LanternError | None = None
+        active.begun = True
         events = active.body.events()
         try:
+            if active.stop_requested:  # stopped before it began: end as stopped, through the same clean-up
+                raise asyncio.CancelledError
             async with _closing(events):  # an early exit (token cap) closes the upstream at once
                 async for event in events:
                     await self._emit(active, event)
@@ -231,6 +266,8 @@ class RunManager:
             await self.db.call(run_repo.append_event_batches, batches=batches)
             for active, _start, end in marks:
                 active.flushed = end
+        if self.replica is not None:
+            await self.replica.announce((active.id, end) for active, start, end in marks if end > start)
 
     @staticmethod
     def _wake(active: ActiveRun) -> None:
@@ -241,7 +278,11 @@ class RunManager:
 
 class Follower:
     """One reader's place in a run: `next()` returns everything new at once, so a busy reader handles one
-    batch per wake-up instead of one event at a time, and a timed wait never disturbs the run."""
+    batch per wake-up instead of one event at a time, and a timed wait never disturbs the run.
+
+    A run driven by another replica is read from the database: after the replay, whenever that replica
+    announces new events (or every POLL_S, in case a notification was lost), until its `done`.
+    """
 
     def __init__(self, manager: RunManager, run_id: str, after: int) -> None:
         self._manager = manager
@@ -249,13 +290,21 @@ class Follower:
         self._index = after
         self._active = manager.active.get(run_id)  # kept even if the run ends: its events stay readable
         self._replay_pending = self._active is None  # not running here: the database has it
+        self._elsewhere = False  # running on another replica: follow through the database
+        self._ended = False
 
     async def next(self, timeout: float | None = None) -> list[tuple[int, Event]] | None:
         """The events not read yet, waiting up to `timeout` for some (then `[]`); None once all are read."""
         if self._replay_pending:
             self._replay_pending = False
-            wires = await self._manager.db.call(run_repo.load_events, run_id=self._run_id, after_seq=self._index)
-            return [(w["seq"], from_wire(w["type"], w["data"])) for w in wires]
+            # The status first: a run that ends after this check has its `done` stored after it, read later.
+            running = (self._manager.replica is not None
+                       and await self._manager.db.call(run_repo.run_status, run_id=self._run_id) == "running")
+            batch = await self._read_stored()
+            self._elsewhere = running and not self._ended
+            return batch
+        if self._elsewhere:
+            return await self._next_elsewhere(timeout)
         active = self._active
         if active is None:
             return None
@@ -272,11 +321,36 @@ class Follower:
             except TimeoutError:
                 return []
 
+    async def _read_stored(self) -> list[tuple[int, Event]]:
+        """The stored events after the last one read."""
+        wires = await self._manager.db.call(run_repo.load_events, run_id=self._run_id, after_seq=self._index)
+        batch = [(w["seq"], from_wire(w["type"], w["data"])) for w in wires]
+        if batch:
+            self._index = batch[-1][0]
+            self._ended = self._ended or isinstance(batch[-1][1], Done)
+        return batch
 
-class TokenCapReached(LanternError):
-    """A run went past the per-run token cap."""
-
-    kind = "token_cap"
+    async def _next_elsewhere(self, timeout: float | None) -> list[tuple[int, Event]] | None:
+        """New events of a run another replica drives, as they are stored there."""
+        replica = self._manager.replica
+        assert replica is not None
+        if self._ended:
+            return None
+        wake = replica.waiter(self._run_id)
+        try:
+            deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+            while True:
+                wake.clear()
+                if batch := await self._read_stored():
+                    return batch
+                left = POLL_S if deadline is None else min(POLL_S, deadline - asyncio.get_running_loop().time())
+                if left <= 0:
+                    return []
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await wake.wait()
+        finally:
+            replica.forget(self._run_id, wake)
 
 
 @asynccontextmanager

@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from services.errors import BadInput, NotAuthenticated, NotFound, RateLimited
-from services.limits import Backoff
-from services.passwords import hash_password, verify_password
+from services.accounts.passwords import hash_password, verify_password
+from services.core.errors import BadInput, NotAuthenticated, NotFound, RateLimited
+from services.core.limits import Backoff
 from storage import auth_store
 from storage import users as user_repo
 from storage.engine import Database

@@ -7,28 +7,30 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from services.envelope import DeliverableOut, Envelope, EnvelopeError, Meta, degenerate
-from services.errors import BadInput, Conflict, LanternError, NotFound, ProviderError
-from services.events import Event, ProviderFallback, StepFinished, StepStarted, TextDelta, Usage
+from services.core.errors import BadInput, Conflict, GenerationFailed, LanternError, NotFound, ProviderError
+from services.core.events import Event, ProviderFallback, StepFinished, StepStarted, TextDelta, Usage
+from services.core.runs import ActiveRun, RunManager
+from services.core.usage import UsageTally
 from services.providers.base import ChatMessage, ChatRequest
 from services.providers.fallback import FallbackChain
 from services.providers.registry import Registry
-from services.runs import ActiveRun, RunManager
-from services.studio_modules import KINDS, MODULES, Kind, deliverable_schema
+from services.studio.envelope import DeliverableOut, Envelope, EnvelopeError, Meta, degenerate
+from services.studio.modules import KINDS, MODULES, Kind, deliverable_schema
 from storage import deliverables as repo
 from storage.engine import Database
 from storage.models import Deliverable, Run, utcnow
 
 BRIEF_FIELDS = ("brand", "product", "audience", "goal")
-MAX_TOKENS = 1000  # room for the longest content a deliverable's schema allows (studio_modules.Kind.max_chars)
+MAX_TOKENS = 1000  # room for the longest content a deliverable's schema allows (modules.Kind.max_chars)
 SHAPE = ('Reply with only a JSON object: {"title": str, "content_markdown": str, "hashtags": [str]} '
          '(hashtags are single words without "#").')
 
 
-class GenerationFailed(LanternError):
-    """No deliverable could be produced (the chain was exhausted or every output was invalid)."""
+class RewriteStopped(LanternError):
+    """A rewrite was stopped before it finished: the deliverable is unchanged."""
 
-    kind = "generation_failed"
+    kind = "stopped"
+    status = 409
 
 
 class StudioService:
@@ -73,28 +75,38 @@ class StudioService:
         return await self.get(user_id=user_id, deliverable_id=deliverable_id)
 
     async def regenerate(self, *, user_id: str, deliverable_id: str, instruction: str) -> dict[str, Any]:
-        """Rewrite one deliverable following an instruction; the result is a new version."""
+        """Rewrite one deliverable following an instruction and wait: the deliverable with its new version."""
+        active = await self.start_regenerate(user_id=user_id, deliverable_id=deliverable_id, instruction=instruction)
+        return await self.regenerated(user_id=user_id, active=active)
+
+    async def start_regenerate(self, *, user_id: str, deliverable_id: str, instruction: str) -> ActiveRun:
+        """Validate and admit a rewrite, then run it like any generation: rate-limited, counted, stoppable."""
         if not instruction.strip():
             raise BadInput("say how the deliverable should change")
         current = await self.get(user_id=user_id, deliverable_id=deliverable_id)
         if current["status"] == "approved":
             raise Conflict("this deliverable is approved and locked")
-        run = await self.db.call(_run_config, run_id=current["run_id"])
-        chain = FallbackChain(self.registry, run.get("chain") or [self.registry.default_model], retries=1)
-        kind = KINDS[current["kind"]]
-        prompt = (f"Here is a {kind.title}:\n\n{current['versions'][-1]['content_markdown']}\n\n"
-                  f"Rewrite it: {instruction.strip()}\n{SHAPE}")
-        text = ""
-        request = ChatRequest(model="", messages=[ChatMessage(role="user", content=prompt)], max_tokens=MAX_TOKENS,
-                              response_schema=deliverable_schema(kind), schema_name="deliverable")
-        async for event in chain.stream(request):
-            if isinstance(event, TextDelta):
-                text += event.delta
-        parsed, problem = parse_deliverable(text)
-        if parsed is None:
-            raise GenerationFailed(f"the rewrite was not usable: {problem}")
-        return await self.amend(user_id=user_id, deliverable_id=deliverable_id, content=parsed["content_markdown"],
-                                note=f"regenerated: {instruction.strip()[:200]}")
+        source = await self.db.call(_run_config, run_id=current["run_id"])
+        chain = source.get("chain") or [self.registry.default_model]
+        # Stored as a `deliverables` run (the kind API.md names); `regenerate` in its config says which sub-kind.
+        run = Run(user_id=user_id, kind="deliverables", config={
+            "module": current["module"], "brief": source.get("brief") or {}, "chain": chain,
+            "regenerate": {"deliverable_id": deliverable_id, "kind": current["kind"],
+                           "instruction": instruction.strip(), "run_id": current["run_id"]}})
+        body = RewriteBody(db=self.db, registry=self.registry, run=run, item=current, chain=chain)
+        self.runs.admit(user_id)
+        return await self.runs.start(run, body)
+
+    async def regenerated(self, *, user_id: str, active: ActiveRun) -> dict[str, Any]:
+        """Wait for a rewrite run: the deliverable with its new version, or why there is none."""
+        status = await self.runs.wait(active.id)
+        body = active.body
+        assert isinstance(body, RewriteBody)
+        if status == "stopped":
+            raise RewriteStopped("Regeneration stopped: the deliverable is unchanged.")
+        if status != "completed":
+            raise body.error or GenerationFailed(f"the rewrite ended as {status}")
+        return await self.get(user_id=user_id, deliverable_id=body.item["id"])
 
     async def approve(self, *, user_id: str, deliverable_id: str) -> dict[str, Any]:
         """Lock the latest version as the approved one."""
@@ -138,8 +150,7 @@ class StudioBody:
         self.made: list[DeliverableOut] = []
         self.warnings: list[str] = []
         self.answered_by: str | None = None
-        self.tokens = 0
-        self.cost = 0.0
+        self.usage = UsageTally()  # the envelope's figures; the run keeps its own tally of the same events
 
     async def events(self) -> AsyncIterator[Event]:
         """Progress per deliverable (step events), fallbacks and usage as they happen."""
@@ -161,8 +172,7 @@ class StudioBody:
                         if isinstance(event, TextDelta):
                             text += event.delta
                         elif isinstance(event, Usage):
-                            self.tokens += event.input_tokens + event.output_tokens
-                            self.cost += event.cost_usd
+                            self.usage.add(event)
                         if isinstance(event, ProviderFallback | Usage):
                             yield event
                 except ProviderError as exc:
@@ -189,19 +199,8 @@ class StudioBody:
 
     async def finish(self, status: str, error: LanternError | None) -> dict[str, Any]:
         """The envelope, validated by its own rules before it is stored or returned."""
-        provider, _, model = (self.answered_by or "").partition("/")
-        meta = Meta(timestamp=utcnow().isoformat(), provider=provider or None, model=model or None,
-                    cost_usd=round(self.cost, 6), tokens_used=self.tokens, warnings=self.warnings,
-                    trace_id=self.run.trace_id)
-        if error is not None or status != "completed" or not self.made:
-            message = str(error) if error else f"generation {status}"
-            envelope = Envelope(status="FAILED", module=self.module, run_id=self.run.id, meta=meta, deliverables=[],
-                                error=EnvelopeError(type=error.kind if error else status, message=message,
-                                                    trace_id=self.run.trace_id))
-        else:
-            envelope = Envelope(status="PARTIAL" if self.warnings else "SUCCESS", module=self.module,
-                                run_id=self.run.id, meta=meta, deliverables=self.made)
-        return envelope.model_dump(mode="json")
+        return envelope(self.run, module=self.module, status=status, error=error, made=self.made,
+                        warnings=self.warnings, usage=self.usage, answered_by=self.answered_by)
 
     def _prompt(self, kind: Kind) -> str:
         """What to write, for whom, in which shape."""
@@ -217,6 +216,79 @@ class StudioBody:
         self.made.append(DeliverableOut(id=item.id, kind=kind.id, platform=kind.platform, title=item.title,
                                         content_markdown=parsed["content_markdown"], hashtags=item.hashtags,
                                         metadata={"model": answered_by, "version": 1}))
+
+
+class RewriteBody:
+    """One deliverable rewritten following an instruction; a usable reply becomes its next version."""
+
+    def __init__(self, *, db: Database, registry: Registry, run: Run, item: dict[str, Any], chain: list[str]) -> None:
+        self.db = db
+        self.registry = registry
+        self.run = run
+        self.item = item
+        self.chain = chain
+        self.instruction: str = run.config["regenerate"]["instruction"]
+        self.made: list[DeliverableOut] = []
+        self.warnings: list[str] = []
+        self.answered_by: str | None = None
+        self.usage = UsageTally()
+        self.error: LanternError | None = None
+
+    async def events(self) -> AsyncIterator[Event]:
+        """One step: the rewrite's text, fallbacks and usage as they happen, then the stored version."""
+        kind = KINDS[self.item["kind"]]
+        prompt = (f"Here is a {kind.title}:\n\n{self.item['versions'][-1]['content_markdown']}\n\n"
+                  f"Rewrite it: {self.instruction}\n{SHAPE}")
+        yield StepStarted(index=0, title=f"Rewrite: {kind.title}", model=self.chain[0], prompt=prompt)
+        started, text = time.monotonic(), ""
+        chain = FallbackChain(self.registry, self.chain, retries=1)
+        request = ChatRequest(model="", messages=[ChatMessage(role="user", content=prompt)], max_tokens=MAX_TOKENS,
+                              response_schema=deliverable_schema(kind), schema_name="deliverable")
+        async for event in chain.stream(request):
+            if isinstance(event, TextDelta):
+                text += event.delta
+            self.usage.add(event)
+            yield event  # text too: the run's tally then keeps a stopped rewrite's tokens and its cap holds
+        parsed, problem = parse_deliverable(text)
+        seconds = round(time.monotonic() - started, 3)
+        if parsed is None:
+            yield StepFinished(index=0, ok=False, response=text, seconds=seconds, error=problem)
+            raise GenerationFailed(f"the rewrite was not usable: {problem}")
+        content = parsed["content_markdown"]
+        stored = await self.db.call(_add_unless_approved, deliverable_id=self.item["id"], content=content,
+                                    note=f"regenerated: {self.instruction[:200]}")
+        if stored is None:  # approved while the model was writing: the lock wins
+            raise Conflict("this deliverable was approved meanwhile and is locked")
+        self.answered_by = chain.answered_by
+        if warning := degenerate(content, self.item.get("hashtags")):
+            self.warnings.append(f"{kind.title}: the content looks degenerate ({warning}); amend or regenerate it")
+        self.made.append(DeliverableOut(id=self.item["id"], kind=kind.id, platform=self.item["platform"],
+                                        title=self.item["title"], content_markdown=content,
+                                        hashtags=self.item.get("hashtags") or [],
+                                        metadata={"model": self.answered_by, "version": stored}))
+        yield StepFinished(index=0, ok=True, response=text, seconds=seconds)
+
+    async def finish(self, status: str, error: LanternError | None) -> dict[str, Any]:
+        """An envelope with the rewritten deliverable; the error is kept for whoever awaits the rewrite."""
+        self.error = error
+        return envelope(self.run, module=self.item["module"], status=status, error=error, made=self.made,
+                        warnings=self.warnings, usage=self.usage, answered_by=self.answered_by)
+
+
+def envelope(run: Run, *, module: str, status: str, error: LanternError | None, made: list[DeliverableOut],
+             warnings: list[str], usage: UsageTally, answered_by: str | None) -> dict[str, Any]:
+    """A run's envelope as API.md shapes it, validated by its own rules."""
+    provider, _, model = (answered_by or "").partition("/")
+    meta = Meta(timestamp=utcnow().isoformat(), provider=provider or None, model=model or None,
+                cost_usd=round(usage.cost_usd, 6), tokens_used=usage.input_tokens + usage.output_tokens,
+                warnings=warnings, trace_id=run.trace_id)
+    if error is not None or status != "completed" or not made:
+        message = str(error) if error else f"generation {status}"
+        return Envelope(status="FAILED", module=module, run_id=run.id, meta=meta, deliverables=[],
+                        error=EnvelopeError(type=error.kind if error else status, message=message,
+                                            trace_id=run.trace_id)).model_dump(mode="json")
+    return Envelope(status="PARTIAL" if warnings else "SUCCESS", module=module, run_id=run.id, meta=meta,
+                    deliverables=made).model_dump(mode="json")
 
 
 def parse_deliverable(text: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -251,6 +323,14 @@ def _run_config(session: Any, *, run_id: str) -> dict[str, Any]:
     """The generation's config (its provider chain)."""
     run = session.get(Run, run_id)
     return run.config if run is not None else {}
+
+
+def _add_unless_approved(session: Any, *, deliverable_id: str, content: str, note: str) -> int | None:
+    """A new version's number, or None when the deliverable is approved (checked in the same transaction)."""
+    item = session.get(Deliverable, deliverable_id)
+    if item is None or item.status == "approved":
+        return None
+    return int(repo.add_version(session, deliverable_id=deliverable_id, content=content, note=note).version)
 
 
 def _approve(session: Any, *, deliverable_id: str) -> None:

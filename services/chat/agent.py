@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from services.events import Event, TextDelta, ToolCall, ToolOutput
+from services.core.events import Event, TextDelta, ToolCall, ToolOutput
 from services.providers.base import ChatMessage, ChatRequest, Provider, ToolSpec
 from services.tools.base import Tool, call_tool
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from services.agent import run_agent
-from services.errors import LanternError, ProviderUnavailable
-from services.events import Event, TextDelta, ToolCall, ToolOutput, Usage
+from services.chat.agent import run_agent
+from services.core.errors import LanternError, ProviderUnavailable
+from services.core.events import Event, TextDelta, ToolCall, ToolOutput, Usage
+from services.core.usage import UsageTally
 from services.providers.base import ChatRequest, Provider
 from services.tools.base import Tool
-from services.usage import UsageTally
 from storage import conversations as conv_repo
 from storage.engine import Database
 
-# Stop reasons of a reply that was cut off rather than finished (services/events.py STOP_REASONS).
+# Stop reasons of a reply that was cut off rather than finished (services/core/events.py STOP_REASONS).
 CUT_OFF = ("length", "interrupted", "content_filter")
 
 

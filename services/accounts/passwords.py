@@ -8,7 +8,7 @@ from functools import cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from services.errors import BadInput
+from services.core.errors import BadInput
 
 _hasher = PasswordHasher()
 MIN_LENGTH = 10

@@ -15,15 +15,22 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.chat import fit_history, make_title
-from services.errors import BadInput, LanternError, ProviderAuth, ProviderUnavailable, UnknownModel
-from services.events import Done, Error, Event, RunStatus, TextDelta, ToolCall, Usage
+from services.chat.reply import ReplyBody
+from services.chat.service import fit_history, make_title
+from services.core.errors import (
+    BadField,
+    LanternError,
+    ProviderAuth,
+    ProviderUnavailable,
+    TokenCapReached,
+    UnknownModel,
+)
+from services.core.events import Done, Error, Event, RunStatus, TextDelta, ToolCall, Usage
+from services.core.runs import RunManager
+from services.core.usage import UsageTally
 from services.providers.base import ChatMessage, ChatRequest, Provider, ToolSpec, tokens_for_chars
 from services.providers.fallback import FallbackChain
 from services.providers.registry import Registry
-from services.reply import ReplyBody
-from services.runs import RunManager, TokenCapReached
-from services.usage import UsageTally
 from storage import conversations as conv_repo
 from storage.engine import Database
 from storage.models import Run
@@ -33,14 +40,6 @@ log = logging.getLogger(__name__)
 CHAIN_PREFIX = "chain/"
 ROLES = ("user", "assistant", "tool")  # system prompts travel in GatewayRequest.system
 DEFAULT_REPLY_TOKENS = 512
-
-
-class BadField(BadInput):
-    """A request field is wrong; `param` names it the way the client wrote it."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

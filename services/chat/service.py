@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from services.errors import BadInput, NotFound
+from services.chat.reply import ReplyBody
+from services.core.errors import BadInput, NotFound
+from services.core.runs import ActiveRun, RunManager
 from services.providers.base import ChatMessage, ChatRequest
 from services.providers.registry import Registry
-from services.reply import ReplyBody
-from services.runs import ActiveRun, RunManager
 from services.tools.base import Tool, ToolSource
 from storage import conversations as conv_repo
 from storage.conversations import LEAF

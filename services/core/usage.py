@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from services.events import Event, TextDelta, Usage
+from services.core.events import Event, TextDelta, Usage
 from services.providers.base import tokens_for_chars
 
 
@@ -49,7 +49,17 @@ class UsageTally:
         return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "cost_usd": self.cost_usd}
 
 
-def usage_text(input_tokens: int, output_tokens: int, cost_usd: float, *, estimated: bool = False) -> str:
-    """How a person reads usage, everywhere: '12 in / 340 out tokens · $0.0004' (≈ when estimated)."""
+def usage_text(input_tokens: int, output_tokens: int, cost_usd: float, *, estimated: bool = False,
+               seconds: float | None = None) -> str:
+    """How a person reads usage, everywhere: '12 in / 340 out tokens · 1.2 s · $0.0004' (≈ when estimated)."""
     mark = "≈" if estimated else ""
-    return f"{mark}{input_tokens} in / {mark}{output_tokens} out tokens · ${cost_usd:.4f}"
+    took = f" · {seconds:.1f} s" if seconds is not None else ""
+    return f"{mark}{input_tokens} in / {mark}{output_tokens} out tokens{took} · {money(cost_usd)}"
+
+
+def money(cost: float) -> str:
+    """Dollars with enough decimals (up to six) to show sub-cent costs: `$0.0123`, `$0.50`, `$12.00`."""
+    if cost >= 1:
+        return f"${cost:,.2f}"
+    whole, _, fraction = f"{cost:.6f}".rstrip("0").partition(".")
+    return f"${whole}.{fraction.ljust(2, '0')}"

@@ -1,4 +1,9 @@
-"""Duet: two configured bots talk for N turns, live; steerable mid-run, stoppable, continuable."""
+"""Duet: two configured bots talk for N turns, live; steerable mid-run, stoppable, continuable.
+
+A continuation is a new run whose result carries the whole conversation (the earlier turns and changes);
+its config's `conversation` says what it continues: the earlier runs, the bots as they started, the changes
+made in them and their totals. A turn is kept once its bot has said something, or once it completed.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,17 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from services.errors import BadInput, Conflict, LanternError, NotFound
-from services.events import Event, TextDelta, TurnFinished, Usage
+from services.core.errors import BadInput, Conflict, LanternError, NotFound
+from services.core.events import Event, TextDelta, TurnFinished, Usage
+from services.core.runs import ActiveRun, RunManager
 from services.providers.base import ChatMessage, ChatRequest, estimate_tokens
 from services.providers.registry import Registry
-from services.runs import ActiveRun, RunManager
 from storage import runs as run_repo
 from storage.engine import Database
 from storage.models import Run, utcnow
 
 STEERABLE = ("system_prompt", "temperature", "model")
+CARRIED = (*STEERABLE, "max_tokens")  # what a continuation may change about a bot, recorded like a steer
 
 
 @dataclass(kw_only=True, slots=True)
@@ -53,20 +59,38 @@ class DuetService:
         """Validate everything first (nothing is stored on error), then start the run."""
         configs = self._validate(topic, turns, agents)
         history: list[dict[str, Any]] = []
+        conversation: dict[str, Any] = {}
         if continue_from:
             previous = await self.db.call(run_repo.get_run, run_id=continue_from, user_id=user_id)
             if previous is None or previous.kind != "duet":
                 raise NotFound(f"No duet {continue_from}")
             if previous.status == "running":
                 raise BadInput("that duet is still running: stop it or let it finish before continuing")
-            history = [t for t in previous.result.get("turns", []) if t.get("content")]
+            history = [t for t in previous.result.get("turns", []) if is_turn(t)]
             topic = previous.config.get("topic", topic)
+            conversation = _conversation_before(previous, history)
         run = Run(user_id=user_id, kind="duet", config={
             "topic": topic, "turns": turns, "agents": [asdict(a) for a in configs],
-            **({"continue_from": continue_from} if continue_from else {})})
-        body = DuetBody(registry=self.registry, topic=topic, turns=turns, agents=configs, history=history)
+            **({"continue_from": continue_from, "conversation": conversation} if continue_from else {})})
+        body = DuetBody(registry=self.registry, topic=topic, turns=turns, agents=configs, history=history,
+                        earlier_changes=conversation.get("changes", []))
+        if conversation:  # bots edited between the runs: recorded like a steer, from each bot's next turn
+            body.pending = differences(replay(conversation["agents_at_start"], conversation["changes"]),
+                                       [asdict(c) for c in configs])
         self.runs.admit(user_id)
         return await self.runs.start(run, body)
+
+    async def changes(self, *, user_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The conversation's changes so far (live while it runs here); those no turn used yet last, unnumbered."""
+        active = self.runs.active.get(run_id)
+        if active is not None and isinstance(active.body, DuetBody) and active.run.user_id == user_id:
+            config, result = active.run.config, active.body.live_result()
+        else:
+            run = await self.db.call(run_repo.get_run, run_id=run_id, user_id=user_id)
+            if run is None:
+                return []
+            config, result = run.config, run.result or {}
+        return [*conversation_changes(config, result), *unapplied_changes(config, result)]
 
     async def update_agent(self, *, user_id: str, run_id: str, index: int, changes: dict[str, Any]) -> dict[str, Any]:
         """Steer a running duet: the change applies from that bot's next turn and is recorded."""
@@ -146,7 +170,7 @@ class DuetBody:
     """The run body: alternate turns, each bot seeing the transcript from its own side."""
 
     def __init__(self, *, registry: Registry, topic: str, turns: int, agents: list[AgentConfig],
-                 history: list[dict[str, Any]]) -> None:
+                 history: list[dict[str, Any]], earlier_changes: list[dict[str, Any]] | None = None) -> None:
         self.registry = registry
         self.topic = topic
         self.turns = turns
@@ -154,6 +178,7 @@ class DuetBody:
         self.pending: dict[int, dict[str, Any]] = {}
         self.changes: list[dict[str, Any]] = []
         self.history = history
+        self.earlier_changes = earlier_changes or []
         self.transcript: list[Turn] = []
         self._turn_started = time.monotonic()
 
@@ -190,21 +215,32 @@ class DuetBody:
             yield TurnFinished(turn=n, agent=agent.name, content=turn.content)
 
     async def finish(self, status: str, error: LanternError | None) -> dict[str, Any]:
-        """The transcript (with a partial last turn on stop or failure) and every change made."""
+        """The conversation: its turns (a partial last one on stop or failure) and every change made."""
         for turn in self.transcript:
             if turn.status == "running":  # cut short: keep its time and what it wrote (tokens estimated)
                 turn.status = status
                 turn.seconds = round(time.monotonic() - self._turn_started, 3)
                 if not turn.output_tokens and turn.content:
                     turn.output_tokens = estimate_tokens(turn.content)
+        # A turn cut short before its first word said nothing: no page showed it, so it is not kept.
+        self.transcript = [t for t in self.transcript if is_turn(asdict(t))]
         return {"topic": self.topic, "agents": [asdict(a) for a in self.agents],
-                "turns": [*self.history, *(asdict(t) for t in self.transcript)], "changes": self.changes,
+                "turns": [*self.history, *(asdict(t) for t in self.transcript)], "changes": self.all_changes(),
                 **({"error": {"type": error.kind, "message": str(error)}} if error else {})}
 
+    def live_result(self) -> dict[str, Any]:
+        """The result so far, read without disturbing the run (the running turn included)."""
+        return {"topic": self.topic, "agents": [asdict(a) for a in self.agents],
+                "turns": [*self.history, *(asdict(t) for t in self.transcript)], "changes": self.all_changes()}
+
+    def all_changes(self) -> list[dict[str, Any]]:
+        """The changes of the whole conversation: the earlier runs', then this one's."""
+        return [*self.earlier_changes, *self.changes]
+
     def _all_turns(self) -> list[tuple[int, str]]:
-        """(agent index, content) of every turn so far, earlier runs included."""
-        earlier = [(t["agent_index"], t["content"]) for t in self.history]
-        return earlier + [(t.agent_index, t.content) for t in self.transcript if t.status == "completed"]
+        """(agent index, content) of every turn with text so far, earlier runs included."""
+        earlier = [(t["agent_index"], t["content"]) for t in self.history if t.get("content")]
+        return earlier + [(t.agent_index, t.content) for t in self.transcript if t.status == "completed" and t.content]
 
     def _view(self, index: int) -> list[ChatMessage]:
         """The transcript from one bot's side: its own turns as assistant, the other's as user."""
@@ -222,3 +258,64 @@ class DuetBody:
         other = next(a.name for a in self.agents if a is not agent)
         base = agent.system_prompt.strip() or f"You are {agent.name}."
         return f"{base}\nYou are in a conversation with {other}. Reply with your next turn only."
+
+
+def is_turn(turn: dict[str, Any]) -> bool:
+    """Whether a stored turn counts: it completed, or its bot said something before it was cut short."""
+    return turn.get("status") == "completed" or bool(turn.get("content"))
+
+
+def conversation_changes(config: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """A duet's changes, earlier runs' first (from its config), then its own (from its result)."""
+    earlier = config.get("conversation") or {}
+    # A continuation's stored result repeats the earlier changes, a crash-recovered one has none: take them from
+    # the config, and from the result only those of this run's turns (each applied from its `before_turn`).
+    first = int((earlier.get("totals") or {}).get("turns") or 0)
+    own = [c for c in result.get("changes") or [] if int(c.get("before_turn") or 0) >= first]
+    return [*(earlier.get("changes") or []), *own]
+
+
+def replay(agents: list[dict[str, Any]], changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The bots after applying recorded changes, in order, to the bots as they started."""
+    bots = [dict(a) for a in agents]
+    for change in changes:
+        index = change.get("agent_index")
+        if isinstance(index, int) and 0 <= index < len(bots):
+            bots[index].update(change.get("changes") or {})
+    return bots
+
+
+def unapplied_changes(config: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Settings in the bots' latest configs that no recorded change explains: not used by any turn yet."""
+    start = (config.get("conversation") or {}).get("agents_at_start") or config.get("agents") or []
+    latest = result.get("agents") or []
+    diffs = differences(replay(start, conversation_changes(config, result)), latest)
+    return [{"before_turn": None, "agent_index": i, "agent": latest[i].get("name"), "changes": diff}
+            for i, diff in diffs.items()]
+
+
+def differences(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Per bot index, the carried settings that differ between two configurations of the bots."""
+    diffs = {}
+    for index, (old, new) in enumerate(zip(before, after, strict=False)):
+        diff = {k: new[k] for k in CARRIED if k in new and new[k] != old.get(k)}
+        if diff:
+            diffs[index] = diff
+    return diffs
+
+
+def _conversation_before(previous: Run, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a continuation carries of the runs it continues: ids, bots at the start, changes, totals."""
+    earlier = previous.config.get("conversation") or {}
+    before = earlier.get("totals") or {}
+    seconds = (previous.finished_at - previous.started_at).total_seconds() if previous.finished_at else 0.0
+    return {
+        "runs": [*(earlier.get("runs") or []), previous.id],
+        "agents_at_start": earlier.get("agents_at_start") or previous.config.get("agents") or [],
+        "changes": conversation_changes(previous.config, previous.result or {}),
+        "totals": {"turns": len(history),
+                   "input_tokens": int(before.get("input_tokens") or 0) + previous.input_tokens,
+                   "output_tokens": int(before.get("output_tokens") or 0) + previous.output_tokens,
+                   "cost_usd": float(before.get("cost_usd") or 0.0) + previous.cost_usd,
+                   "seconds": round(float(before.get("seconds") or 0.0) + seconds, 3)},
+    }

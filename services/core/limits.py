@@ -1,4 +1,9 @@
-"""Rate limits: runs per user per minute (sliding window), failed logins (capped backoff)."""
+"""Rate limits: runs per user per minute (sliding window), failed logins (capped backoff).
+
+Each limiter counts in this process; `on_change` tells whoever shares it (services/core/shared_limits.py, in
+replica mode) what it counted, and `apply` takes in what other processes counted, at the wall-clock time
+they counted it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from services.errors import RateLimited
+from services.core.errors import RateLimited
+
+Change = Callable[[str, str], None]  # (what happened: hit, clear, fail, forgive; the key)
 
 
 class SlidingWindow:
@@ -18,6 +25,7 @@ class SlidingWindow:
         self.window = window
         self.clock = clock
         self._events: dict[str, deque[float]] = {}
+        self.on_change: Change | None = None
 
     def retry_after(self, key: str) -> float:
         """Seconds until `key` may act again; 0 when it may act now."""
@@ -32,6 +40,8 @@ class SlidingWindow:
         """Count one event for `key`."""
         if self.limit > 0:
             self._recent(key).append(self.clock())
+            if self.on_change is not None:
+                self.on_change("hit", key)
 
     def take(self, key: str, what: str) -> None:
         """Count an event, or raise RateLimited (without counting) when over the limit."""
@@ -43,6 +53,18 @@ class SlidingWindow:
     def clear(self, key: str) -> None:
         """Forget `key`'s events (e.g. after a successful login)."""
         self._events.pop(key, None)
+        if self.on_change is not None:
+            self.on_change("clear", key)
+
+    def apply(self, change: str, key: str, ago: float) -> None:
+        """Another process counted an event for `key` (or cleared it) `ago` seconds ago."""
+        if change == "clear":
+            self._events.pop(key, None)
+        elif change == "hit" and self.limit > 0 and ago < self.window:
+            events = self._recent(key)
+            events.append(self.clock() - max(0.0, ago))
+            if len(events) > 1 and events[-2] > events[-1]:  # notifications may arrive out of order
+                self._events[key] = deque(sorted(events))
 
     def _recent(self, key: str) -> deque[float]:
         """The key's events inside the window (older ones dropped)."""
@@ -72,6 +94,7 @@ class Backoff:
         self.forget = forget
         self.clock = clock
         self._failures: dict[str, tuple[int, float]] = {}  # key -> (count, time of the last failure)
+        self.on_change: Change | None = None
 
     def retry_after(self, key: str) -> float:
         """Seconds before `key` may try again; 0 when it may try now."""
@@ -88,13 +111,33 @@ class Backoff:
             now = self.clock()
             self._failures = {k: v for k, v in self._failures.items() if now - v[1] < self.forget}
         self._failures[key] = (count + 1, self.clock())
+        if self.on_change is not None:
+            self.on_change("fail", key)
 
     def clear(self, key: str) -> None:
         """Forget `key` (e.g. after a successful login)."""
         self._failures.pop(key, None)
+        if self.on_change is not None:
+            self.on_change("clear", key)
 
     def forgive(self, key: str) -> None:
         """Take back one failure of `key` (an attempt counted in advance that succeeded)."""
+        self._take_back(key)
+        if self.on_change is not None:
+            self.on_change("forgive", key)
+
+    def apply(self, change: str, key: str, ago: float) -> None:
+        """Another process counted a failure of `key` (or forgave or cleared it) `ago` seconds ago."""
+        if change == "clear":
+            self._failures.pop(key, None)
+        elif change == "forgive":
+            self._take_back(key)
+        elif change == "fail" and ago < self.forget:
+            count, last = self._state(key)
+            self._failures[key] = (count + 1, max(last, self.clock() - max(0.0, ago)))
+
+    def _take_back(self, key: str) -> None:
+        """One failure fewer."""
         count, last = self._state(key)
         if count > 1:
             self._failures[key] = (count - 1, last)

@@ -9,24 +9,18 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from services.errors import BadInput, LanternError, NotFound
-from services.events import Event, StepFinished, StepStarted, TextDelta, Usage
+from services.core.errors import BadInput, LanternError, NotFound, StepFailed
+from services.core.events import Event, StepFinished, StepStarted, TextDelta, Usage
+from services.core.runs import ActiveRun, RunManager
 from services.pipelines.builtin import builtins
 from services.pipelines.definition import PipelineDef, StepDef, check_fields, parse_definition, render, step_schema
 from services.providers.base import ChatMessage, ChatRequest
 from services.providers.registry import Registry
-from services.runs import ActiveRun, RunManager
 from storage import presets as preset_repo
 from storage.engine import Database
 from storage.models import Run
 
 FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
-
-
-class StepFailed(LanternError):
-    """A step could not produce a valid answer within its retries."""
-
-    kind = "step_failed"
 
 
 class PipelineService:

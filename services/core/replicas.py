@@ -1,0 +1,160 @@
+"""Replica mode: several Lantern processes on one PostgreSQL, any of them able to follow, stop or reopen any run.
+
+The process that starts a run drives it (its upstream connection lives there) and owns it under a lease it
+renews every RENEW_S; its events are stored within FLUSH_S and each store is announced on the database's
+LISTEN/NOTIFY bus (`run id:last seq`), so a follower on another replica reads exactly the new events from the
+database, in order, once. A stop asked on another replica is a notification to the owner, which cancels the
+run and so closes its upstream. Every replica reaps runs whose lease ran out (their owner died): they become
+`interrupted` with their partial output, as start-up recovery does for a single process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from services.core.recovery import recover_expired
+from services.core.shared_limits import LimitSync
+from storage import runs as run_repo
+from storage.bus import MAX_PAYLOAD, PgBus
+from storage.engine import Database, DatabaseUnavailable
+from storage.models import utcnow
+
+if TYPE_CHECKING:
+    from services.core.kinds import Registry
+    from services.core.runs import RunManager
+
+log = logging.getLogger(__name__)
+
+EVENTS = "lantern_run_events"  # payload: "run id:last stored seq", comma-separated
+STOP = "lantern_run_stop"  # payload: a run id
+LEASE_S = 10.0  # how long a run's owner may go silent before others call the run interrupted
+RENEW_S = 2.0  # how often the owner renews its leases and every replica looks for expired ones
+FLUSH_S = 0.1  # events reach the database (and other replicas) at least this often while a run streams
+POLL_S = 1.0  # a follower re-reads the database this often even without a notification (one may be lost)
+SQLITE_REFUSAL = ("Replica mode needs PostgreSQL: several processes share their runs through it. Set "
+                  "DATABASE_URL=postgresql://user:password@host/db for every replica, or run one process "
+                  "without LANTERN_REPLICA_MODE on SQLite.")
+
+
+class ReplicaModeRefused(DatabaseUnavailable):
+    """Replica mode was asked for on a database that cannot carry it (SQLite)."""
+
+
+class Replica:
+    """This process as one replica: its name, its leases, and the bus to the others."""
+
+    def __init__(self, db: Database, kinds: Registry, *, name: str | None = None) -> None:
+        if db.is_sqlite:
+            raise ReplicaModeRefused(SQLITE_REFUSAL)
+        self.db = db
+        self.kinds = kinds
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.bus = PgBus(db.url)
+        self.limits = LimitSync(db, self.bus, self.name)  # rate limits and login throttles, counted by all
+        self.manager: RunManager | None = None
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._keeper: asyncio.Task[None] | None = None
+        self.bus.subscribe(EVENTS, self._on_events)
+        self.bus.subscribe(STOP, self._on_stop)
+        self.bus.on_reconnect.append(self._wake_all)
+
+    async def start(self, manager: RunManager) -> None:
+        """Join the others: listen, reap what dead replicas left, then keep leases in the background."""
+        self.manager = manager
+        await self.bus.start()
+        await self.limits.load()
+        await self.reap()
+        self._keeper = asyncio.get_running_loop().create_task(self._keep_leases(), name="replica-leases")
+
+    async def close(self) -> None:
+        """Stop renewing and listening (runs still here are ended by the run manager's shutdown first)."""
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        await self.limits.wait()
+        await self.bus.close()
+
+    @staticmethod
+    def lease_until() -> datetime:
+        """When a lease taken or renewed now runs out."""
+        return utcnow() + timedelta(seconds=LEASE_S)
+
+    async def announce(self, stored: Iterable[tuple[str, int]]) -> None:
+        """Tell every replica which runs have new events stored, up to which seq."""
+        items = [f"{run_id}:{seq}" for run_id, seq in stored]
+        while items:  # as few notifications as fit
+            payload = items.pop(0)
+            while items and len(payload) + 1 + len(items[0]) <= MAX_PAYLOAD:
+                payload += "," + items.pop(0)
+            try:
+                await self.bus.notify(EVENTS, payload)
+            except Exception:  # followers poll too: a lost notification delays them by POLL_S at most
+                log.warning("could not announce stored run events", exc_info=True)
+                return
+
+    async def request_stop(self, run_id: str) -> None:
+        """Ask the replica driving `run_id` to stop it."""
+        await self.bus.notify(STOP, run_id)
+
+    def waiter(self, run_id: str) -> asyncio.Event:
+        """An event set whenever `run_id` has new events stored (release it with `forget`)."""
+        wake = asyncio.Event()
+        self._waiters.setdefault(run_id, set()).add(wake)
+        return wake
+
+    def forget(self, run_id: str, wake: asyncio.Event) -> None:
+        """Stop waking this follower."""
+        found = self._waiters.get(run_id)
+        if found is not None:
+            found.discard(wake)
+            if not found:
+                del self._waiters[run_id]
+
+    async def reap(self) -> None:
+        """Runs whose owner stopped renewing become interrupted (each by one replica), and their followers learn."""
+        try:
+            done = await self.db.call(recover_expired, kinds=self.kinds, now=utcnow())
+        except Exception:
+            log.warning("could not look for runs of dead replicas", exc_info=True)
+            return
+        if done:
+            log.info("marked %d run(s) of a replica that stopped interrupted", len(done))
+            await self.announce(done)
+
+    async def _keep_leases(self) -> None:
+        """Renew this replica's leases and reap others' expired ones, every RENEW_S."""
+        while True:
+            await asyncio.sleep(RENEW_S)
+            assert self.manager is not None
+            try:
+                await self.db.call(run_repo.renew_leases, owner=self.name, run_ids=list(self.manager.active),
+                                   until=self.lease_until())
+            except Exception:  # the next round tries again; a lease lasts several rounds
+                log.warning("could not renew run leases", exc_info=True)
+            await self.reap()
+
+    def _on_events(self, payload: str) -> None:
+        """Wake the followers of every run named."""
+        for item in payload.split(","):
+            for wake in self._waiters.get(item.partition(":")[0], ()):
+                wake.set()
+
+    def _on_stop(self, run_id: str) -> None:
+        """Stop the run if it is driven here."""
+        if self.manager is not None and run_id in self.manager.active:
+            asyncio.get_running_loop().create_task(self.manager.stop(run_id), name=f"remote-stop-{run_id}")
+
+    async def _wake_all(self) -> None:
+        """After the bus was down: every follower re-reads, as notifications may have been lost."""
+        for wakes in self._waiters.values():
+            for wake in wakes:
+                wake.set()

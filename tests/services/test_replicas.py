@@ -1,0 +1,178 @@
+"""Two replicas on one PostgreSQL, in one process: a run started on A is followed, stopped and recovered on B.
+
+The end-to-end version (two real processes behind nginx, `kill -9`) is tests/e2e/test_replicas_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from app.context import Lantern
+from app.settings import Settings
+from services.core.events import Done, TextDelta
+from services.core.replicas import SQLITE_REFUSAL, ReplicaModeRefused
+from storage import runs as run_repo
+from storage.engine import make_engine
+from storage.models import SQLModel, utcnow
+
+PG = os.environ.get("TEST_DATABASE_URL")
+needs_pg = pytest.mark.skipif(not PG, reason="TEST_DATABASE_URL is not set: replica mode needs PostgreSQL")
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[Lantern, Lantern]]:
+    """Replicas A and B on a wiped test database."""
+    assert PG is not None
+    engine = make_engine(PG)
+    with engine.begin() as conn:
+        SQLModel.metadata.drop_all(conn)
+    engine.dispose()
+    made: list[Lantern] = []
+    for _ in range(2):
+        instance = Lantern.create(Settings(DATABASE_URL=PG, LANTERN_REPLICA_MODE=True))  # type: ignore[call-arg]
+        await instance.startup()
+        made.append(instance)
+    yield made[0], made[1]
+    for instance in made:
+        await instance.shutdown()
+
+
+async def start_slow(lantern: Lantern) -> str:
+    """A reply of 400 words, 5 a chunk every 20 ms (about 1.6 s), started on this replica."""
+    start = await lantern.chat.start(user_id="local", messages=[{"role": "user", "content": "Go"}],
+                                     model="scripted/slow")
+    return start.run.id
+
+
+async def collect(lantern: Lantern, run_id: str, after: int = 0) -> list[tuple[int, Any]]:
+    """Every event a follower on this replica gets."""
+    return [item async for item in lantern.runs.subscribe(run_id, after=after)]
+
+
+def test_replica_mode_is_refused_on_sqlite(tmp_path: Any) -> None:
+    with pytest.raises(ReplicaModeRefused) as refused:
+        Lantern.create(Settings(DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",  # type: ignore[call-arg]
+                                LANTERN_REPLICA_MODE=True))
+    assert str(refused.value) == SQLITE_REFUSAL and "PostgreSQL" in SQLITE_REFUSAL
+
+
+@needs_pg
+async def test_a_run_on_a_is_followed_on_b_with_every_event_once(pair: tuple[Lantern, Lantern]) -> None:
+    a, b = pair
+    run_id = await start_slow(a)
+    assert run_id in a.runs.active and run_id not in b.runs.active
+    on_a, on_b = await asyncio.gather(collect(a, run_id), collect(b, run_id))
+    assert [seq for seq, _ in on_b] == list(range(1, len(on_b) + 1))  # in order, none twice, none missing
+    assert [(seq, e.type) for seq, e in on_b] == [(seq, e.type) for seq, e in on_a]
+    assert "".join(e.delta for _, e in on_b if isinstance(e, TextDelta)) == "word " * 400
+    assert isinstance(on_b[-1][1], Done) and on_b[-1][1].status == "completed"
+    resumed = await collect(b, run_id, after=len(on_b) // 2)  # Last-Event-ID on the other replica
+    assert [seq for seq, _ in resumed] == list(range(len(on_b) // 2 + 1, len(on_b) + 1))
+
+
+@needs_pg
+async def test_a_run_on_a_is_stopped_from_b(pair: tuple[Lantern, Lantern]) -> None:
+    a, b = pair
+    run_id = await start_slow(a)
+    follower = asyncio.create_task(collect(b, run_id))
+    await asyncio.sleep(0.4)
+    asked = time.monotonic()
+    assert await b.runs.stop(run_id) is True
+    took = time.monotonic() - asked
+    events = await asyncio.wait_for(follower, 5)
+    assert isinstance(events[-1][1], Done) and events[-1][1].status == "stopped"
+    run = await b.db.call(run_repo.get_run, run_id=run_id)
+    assert run is not None and run.status == "stopped"
+    assert 0 < len("".join(e.delta for _, e in events if isinstance(e, TextDelta))) < len("word " * 400)
+    assert took < 2.0, took  # stop is a notification, then the owner cancels (bench/replicas.py measures it)
+    assert await b.runs.stop(run_id) is False  # not running any more
+
+
+@needs_pg
+async def test_runs_of_a_replica_that_stops_renewing_become_interrupted(pair: tuple[Lantern, Lantern]) -> None:
+    a, b = pair
+    assert a.runs.replica is not None and b.runs.replica is not None
+    run_id = await start_slow(a)
+    await asyncio.sleep(0.4)
+    # A is cut off from the database, as far as the others can tell dead: it stores nothing more, renews
+    # nothing, and its lease is in the past.
+    keeper = a.runs.replica._keeper
+    assert keeper is not None
+    keeper.cancel()
+
+    async def cut_off(runs: Any) -> None:
+        return None
+
+    a.runs._store = cut_off  # type: ignore[method-assign]
+    await a.db.call(_expire, run_id=run_id)
+    follower = asyncio.create_task(collect(b, run_id))
+    await b.runs.replica.reap()
+    events = await asyncio.wait_for(follower, 5)
+    assert isinstance(events[-1][1], Done) and events[-1][1].status == "interrupted"
+    run = await b.db.call(run_repo.get_run, run_id=run_id)
+    assert run is not None and run.status == "interrupted"
+    assert run.result["message"]["content"].startswith("word ")  # the partial output is kept
+    assert await a.runs.wait(run_id) == "completed"  # A, cut off, finished it on its own...
+    again = await b.db.call(run_repo.get_run, run_id=run_id)
+    assert again is not None and again.status == "interrupted"  # ...but does not overwrite what B decided
+
+
+def _expire(session: Any, *, run_id: str) -> None:
+    """Put a run's lease in the past."""
+    from storage.models import Run
+
+    run = session.get(Run, run_id)
+    run.lease_until = utcnow() - timedelta(seconds=1)
+    session.add(run)
+
+
+@needs_pg
+async def test_start_up_of_a_replica_leaves_live_runs_of_others_alone(pair: tuple[Lantern, Lantern]) -> None:
+    a, _b = pair
+    run_id = await start_slow(a)
+    third = Lantern.create(Settings(DATABASE_URL=PG, LANTERN_REPLICA_MODE=True))  # type: ignore[call-arg]
+    await third.startup()  # a replica joining must not call A's running run interrupted
+    try:
+        assert await third.db.call(run_repo.run_status, run_id=run_id) == "running"
+    finally:
+        await third.shutdown()
+    assert await a.runs.wait(run_id) == "completed"
+
+
+
+
+@needs_pg
+async def test_rate_limits_and_login_throttles_hold_across_replicas(pair: tuple[Lantern, Lantern]) -> None:
+    from services.core.errors import RateLimited
+
+    a, b = pair
+    assert a.runs.replica is not None and b.runs.replica is not None
+    a.runs.admission.limit = b.runs.admission.limit = 3  # runs per user per minute, as LANTERN_RUNS_PER_MINUTE
+    a.runs.admit("ada")
+    a.runs.admit("ada")
+    b.runs.admit("ada")
+    await a.runs.replica.limits.wait()
+    await b.runs.replica.limits.wait()
+    await asyncio.sleep(0.2)  # the notifications arrive
+    for replica in (a, b):
+        with pytest.raises(RateLimited):
+            replica.runs.admit("ada")
+    b.runs.admit("bob")  # per user
+    for _ in range(8):  # wrong passwords for one name, through A
+        a.accounts.failures.fail("ada")
+    await a.runs.replica.limits.wait()
+    await asyncio.sleep(0.2)
+    assert b.accounts.failures.retry_after("ada") > 0  # B makes the next guess wait too
+    late = Lantern.create(Settings(DATABASE_URL=PG, LANTERN_REPLICA_MODE=True))  # type: ignore[call-arg]
+    await late.startup()  # a replica started later reads the recent counts
+    try:
+        assert late.accounts.failures.retry_after("ada") > 0
+    finally:
+        await late.shutdown()
