@@ -9,11 +9,13 @@ from nicegui import background_tasks, ui
 from app.auth import current_user_id
 from app.context import Lantern
 from app.pages.frame import frame
+from app.pages.run_page import follow, not_found, owned_run, register_pair
 from app.urls import url
 from components.buttons import icon_button
 from components.duet_views import BotPanel, TurnView, change_note, change_text, summary
 from services.core.errors import LanternError
-from services.core.events import Done, Error, TextDelta, TurnFinished, Usage
+from services.core.events import Done, Event, TextDelta, TurnFinished, Usage
+from services.duet.kind import DUET
 from services.duet.service import is_turn
 from storage import presets as preset_repo
 from storage import runs as run_repo
@@ -26,14 +28,7 @@ DEFAULT_AGENTS = [
 
 def register(lantern: Lantern) -> None:
     """Routes: a new duet and a stored one."""
-
-    @ui.page("/duet")
-    async def new_duet() -> None:
-        await DuetPage(lantern, None).build()
-
-    @ui.page("/duet/{run_id}")
-    async def stored_duet(run_id: str) -> None:
-        await DuetPage(lantern, run_id).build()
+    register_pair(lantern, DUET, DuetPage)
 
 
 class DuetPage:
@@ -51,15 +46,12 @@ class DuetPage:
 
     async def build(self) -> None:
         """Draw the panels and the transcript; re-attach to a running duet."""
-        run = None
         self.user_id = current_user_id()  # kept: the background task that follows the run has no page context
-        if self.run_id:
-            run = await self.lantern.db.call(run_repo.get_run, run_id=self.run_id, user_id=self.user_id)
+        run = await owned_run(self.lantern, DUET, self.run_id)
         await self.lantern.registry.list_models_live()  # the servers' own lists (cached), for the pickers
-        with frame("Duet"):
-            if self.run_id and (run is None or run.kind != "duet"):
-                ui.label("This duet does not exist.").classes("text-lg")
-                ui.link("Start a new duet", "/duet")
+        with frame(DUET.title):
+            if self.run_id and run is None:
+                not_found(DUET)
                 return
             config = run.config if run else {}
             agents = (run.result.get("agents") if run and run.result else None) or config.get("agents") \
@@ -158,15 +150,12 @@ class DuetPage:
         self.running = True
         self.total_turns, self.done_turns = total, done
         self._set_running(True)
-        background_tasks.create(self._consume(run_id), name=f"duet-{run_id}")
-
-    async def _consume(self, run_id: str) -> None:
-        """Turn blocks fill live; each turn is labelled with its bot, after the changes that apply from it."""
         current: TurnView | None = None
         usage: Usage | None = None
-        async for _seq, event in self.lantern.runs.subscribe(run_id):
-            if self.transcript.is_deleted:
-                return
+
+        async def on_event(event: Event) -> None:
+            """Turn blocks fill live; each turn is labelled with its bot, after the changes that apply from it."""
+            nonlocal current, usage
             match event:
                 case TextDelta(delta=delta, agent=agent) if delta:
                     if current is None:
@@ -181,16 +170,18 @@ class DuetPage:
                     current, usage = None, None
                     self.done_turns += 1
                     self._show_progress()
-                case Error(message=message):
-                    ui.notify(message, type="negative", multi_line=True)
                 case Done(status=status):
                     if current is not None:  # cut short after its bot said something: kept, so counted
                         await current.finish(usage=usage, status=status)
                         self.done_turns += 1
                     self.status = status
                     await self._close_changes(run_id)
-        self.running = False
-        self._set_running(False)
+
+        async def on_end(_status: str | None) -> None:
+            self.running = False
+            self._set_running(False)
+
+        follow(self.lantern, run_id, on_event, container=self.transcript, on_end=on_end, name=f"duet-{run_id}")
 
     async def _new_turn(self, run_id: str, agent: str | None) -> TurnView:
         """The next turn's block, after the notes of the changes that apply from it."""

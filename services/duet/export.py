@@ -1,7 +1,7 @@
 """Duet export: a lossless JSON document of a duet run (bots, every change, turns, usage, timings),
 and Markdown and PDF transcripts of it.
 
-`duet_document` takes the stored `Run` (and, while the duet is running in this process, its
+`document` takes the stored `Run` (and, while the duet is running in this process, its
 `ActiveRun` for the live transcript); the module is this kind's exporter (services/export/formats.py
 `Exporter`): `render(duet_export, doc, fmt)` makes the file.
 """
@@ -14,7 +14,7 @@ from html import escape
 from typing import Any
 
 from services.core.runs import ActiveRun
-from services.core.usage import money
+from services.core.usage import usage_text
 from services.duet.service import STEERABLE, DuetBody, conversation_changes
 from services.export.conversation import STATUS_LABEL
 from services.export.formats import (
@@ -38,7 +38,7 @@ CHANGE_FIELDS = ("before_turn", "agent_index", "agent", "at")
 CHANGE_KEYS = (*STEERABLE, *(k for k in ("max_tokens",) if k not in STEERABLE))
 
 
-def duet_document(run: Run, *, active: ActiveRun | None = None) -> dict[str, Any]:
+def document(run: Run, *, active: ActiveRun | None = None) -> dict[str, Any]:
     """The whole duet as a JSON-ready dict.
 
     A finished run is read from its stored result. A running one has no stored result yet: pass its
@@ -269,8 +269,8 @@ def _turn_html(turn: dict[str, Any]) -> str:
 
 def _turn_figures(turn: dict[str, Any]) -> str:
     """`12 in / 30 out tokens · 1.2 s · $0.0012`."""
-    return (f"{turn.get('input_tokens') or 0} in / {turn.get('output_tokens') or 0} out tokens · "
-            f"{float(turn.get('seconds') or 0):.1f} s · {money(float(turn.get('cost_usd') or 0))}")
+    return usage_text(turn.get("input_tokens") or 0, turn.get("output_tokens") or 0,
+                      float(turn.get("cost_usd") or 0), seconds=float(turn.get("seconds") or 0))
 
 
 def _title(doc: dict[str, Any]) -> str:
@@ -299,13 +299,18 @@ def _meta(doc: dict[str, Any]) -> str:
 
 
 def _totals(doc: dict[str, Any]) -> str:
-    """`4 turns · 40 in / 12 out tokens · $0.0012 · 3.2 s`."""
-    totals = doc["totals"]
-    parts = [f"{totals['turns']} turn{'s' if totals['turns'] != 1 else ''}",
-             f"{totals['input_tokens']} in / {totals['output_tokens']} out tokens", money(totals["cost_usd"])]
-    if totals.get("seconds") is not None:
-        parts.append(f"{totals['seconds']:.1f} s")
-    return " · ".join(parts)
+    """`4 turns · 40 in / 12 out tokens · 3.2 s · $0.0012`, saying so when it covers several runs."""
+    text = _figures(doc["totals"])
+    runs = len(doc.get("conversation_runs") or ())
+    if runs > 1 and doc.get("run_totals"):
+        text = f"Whole conversation ({runs} runs): {text}. This run: {_figures(doc['run_totals'])}"
+    return text
 
 
-document = duet_document  # the name the exporter protocol (services/core/kinds.py RunExporter) calls it by
+def _figures(totals: dict[str, Any]) -> str:
+    """Turns, then the usage line every export and page writes."""
+    turns = totals.get("turns")
+    usage = usage_text(totals.get("input_tokens") or 0, totals.get("output_tokens") or 0,
+                       float(totals.get("cost_usd") or 0), seconds=totals.get("seconds"))
+    return usage if turns is None else f"{turns} turn{'s' if turns != 1 else ''} · {usage}"
+

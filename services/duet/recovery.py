@@ -8,9 +8,11 @@ from storage.models import Run
 
 
 def recover(run: Run, events: list[dict[str, Any]]) -> dict[str, Any]:
-    """The result the duet would have stored, as far as its events tell."""
+    """The result the duet would have stored, as far as its events tell (a continuation's earlier changes too:
+    its config carries them; its earlier turns stay in the runs it continued)."""
+    earlier = run.config.get("conversation") or {}
     return {"topic": run.config.get("topic", ""), "agents": run.config.get("agents", []),
-            "turns": _duet_turns(run, events), "changes": []}
+            "turns": _duet_turns(run, events), "changes": list(earlier.get("changes") or [])}
 
 
 def _duet_turns(run: Run, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -18,7 +20,8 @@ def _duet_turns(run: Run, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     agents = run.config.get("agents") or []
     index = {a.get("name"): i for i, a in enumerate(agents)}
     turns: list[dict[str, Any]] = []
-    first = 0  # a continued duet's earlier turns live in the run it continued; `turn.finished` says the number
+    # A continued duet's earlier turns live in the runs it continued: numbering goes on from them.
+    first = int(((run.config.get("conversation") or {}).get("totals") or {}).get("turns") or 0)
     current: dict[str, Any] | None = None
     for e in events:
         data = e["data"]

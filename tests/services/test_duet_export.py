@@ -21,7 +21,7 @@ from services.duet.export import (
     AGENT_FIELDS,
     CHANGE_KEYS,
     TURN_FIELDS,
-    duet_document,
+    document,
     filename,
     to_html,
     to_markdown,
@@ -42,7 +42,7 @@ DOC_KEYS = {"format", "version", "exported_at", "id", "trace_id", "status", "sta
 
 def test_document_is_lossless_and_whitelisted() -> None:
     run = stored_run()
-    doc = duet_document(run)
+    doc = document(run)
     assert json.loads(to_json(doc)) == doc
     assert set(doc) == DOC_KEYS
     assert (doc["format"], doc["version"]) == ("lantern.duet", 1)
@@ -64,13 +64,13 @@ def test_document_is_lossless_and_whitelisted() -> None:
 def test_naive_times_from_sqlite_are_utc() -> None:
     naive = WHEN.replace(tzinfo=None)
     run = stored_run(started_at=naive, finished_at=naive + timedelta(seconds=2))
-    doc = duet_document(run)
+    doc = document(run)
     assert doc["started_at"] == "2025-06-01T12:00:00+00:00" and doc["totals"]["seconds"] == 2.0
 
 
 def test_a_running_run_without_a_result_exports_its_configuration() -> None:
     run = stored_run(status="running", result={}, finished_at=None, input_tokens=0, output_tokens=0, cost_usd=0.0)
-    doc = duet_document(run)
+    doc = document(run)
     assert doc["status"] == "running" and doc["finished_at"] is None
     assert doc["turns"] == [] and doc["changes"] == []
     assert doc["agents_at_end"] == doc["agents_at_start"] == run.config["agents"]
@@ -82,16 +82,16 @@ def test_a_running_run_without_a_result_exports_its_configuration() -> None:
 
 def test_a_failed_run_carries_its_error() -> None:
     result = {**stored_result(), "error": {"type": "unavailable", "message": "upstream went away"}}
-    doc = duet_document(stored_run(status="failed", result=result, error="upstream went away"))
+    doc = document(stored_run(status="failed", result=result, error="upstream went away"))
     assert doc["error"] == {"type": "unavailable", "message": "upstream went away"}
     assert "> Error: upstream went away" in to_markdown(doc)
     # A run that failed before its body could record anything still says why.
-    doc = duet_document(stored_run(status="failed", result={}, error="internal error; see the server log"))
+    doc = document(stored_run(status="failed", result={}, error="internal error; see the server log"))
     assert doc["error"] == {"type": None, "message": "internal error; see the server log"}
 
 
 def test_markdown_has_bots_turns_changes_and_totals_in_order() -> None:
-    md = to_markdown(duet_document(stored_run()))
+    md = to_markdown(document(stored_run()))
     tokens = MarkdownIt("commonmark").parse(md)
     headings = [(t.tag, tokens[i + 1].content) for i, t in enumerate(tokens) if t.type == "heading_open"]
     assert headings == [
@@ -106,7 +106,7 @@ def test_markdown_has_bots_turns_changes_and_totals_in_order() -> None:
     assert md.index("### Turn 3") < md.index(change) < md.index("### Turn 4")
     assert "Yes, **declarative**." in md  # content verbatim
     assert "_4 in / 2 out tokens · 0.4 s · $0.0021_" in md
-    assert md.rstrip().endswith("4 turns · 40 in / 12 out tokens · $0.0123 · 7.5 s")
+    assert md.rstrip().endswith("4 turns · 40 in / 12 out tokens · 7.5 s · $0.0123")
 
 
 def test_a_system_prompt_change_is_quoted_in_full() -> None:
@@ -115,7 +115,7 @@ def test_a_system_prompt_change_is_quoted_in_full() -> None:
                               "changes": {"system_prompt": "Argue.\nBe loud.", "model": "scripted/loud"},
                               "at": "2025-06-01T12:00:03+00:00"})
     result["agents"][0].update(system_prompt="Argue.\nBe loud.", model="scripted/loud")
-    md = to_markdown(duet_document(stored_run(result=result)))
+    md = to_markdown(document(stored_run(result=result)))
     block = ("> ✎ Alice's system prompt changed (from turn 3) to:\n>\n> > Argue.\n> > Be loud.\n"
              "> ✎ Alice's model changed to scripted/loud (from turn 3)\n")
     assert block in md
@@ -125,7 +125,7 @@ def test_a_system_prompt_change_is_quoted_in_full() -> None:
 def test_a_change_after_a_bots_last_turn_is_shown_as_not_used() -> None:
     result = stored_result()
     result["agents"][0]["temperature"] = 0.1  # steered, but Alice never spoke again
-    md = to_markdown(duet_document(stored_run(result=result)))
+    md = to_markdown(document(stored_run(result=result)))
     line = "> ✎ Alice's temperature changed to 0.1 (after its last turn; not used)"
     assert md.index("### Turn 4") < md.index(line) < md.index("## Totals")
 
@@ -133,7 +133,7 @@ def test_a_change_after_a_bots_last_turn_is_shown_as_not_used() -> None:
 def test_html_escapes_prompts_and_model_output() -> None:
     result = stored_result()
     result["turns"][0]["content"] = 'Look: <script>window.x = 1</script> <img src=x onerror="y()"> ![c](http://10.0.0.1/c.png)'
-    doc = duet_document(stored_run(result=result))
+    doc = document(stored_run(result=result))
     doc["agents_at_start"][0]["system_prompt"] = "<script>alert(1)</script> & be brief"
     body = to_html(doc).split("<body>", 1)[1]
     assert "<script" not in body and "<img" not in body
@@ -147,7 +147,7 @@ def test_html_escapes_prompts_and_model_output() -> None:
 def test_missing_weasyprint_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "weasyprint", None)  # as if it were not installed
     with pytest.raises(ExportUnavailable) as info:
-        to_pdf(duet_export, duet_document(stored_run()))
+        to_pdf(duet_export, document(stored_run()))
     assert "pip install 'weasyprint>=62'" in str(info.value)
 
 
@@ -184,7 +184,7 @@ def test_a_continued_duet_covers_the_whole_conversation() -> None:
     turns = [stored_turn(n, f"Turn {n}.") for n in range(4)]
     for result_changes in ([earlier_change], []):  # as the body stores it, and as recovery rebuilds it
         result = {"topic": "Is SQL a language?", "agents": later, "turns": turns, "changes": result_changes}
-        doc = duet_document(stored_run(id="r1", config=config, result=result, status="completed"))
+        doc = document(stored_run(id="r1", config=config, result=result, status="completed"))
         assert doc["continue_from"] == "r0" and doc["conversation_runs"] == ["r0", "r1"]
         assert doc["agents_at_start"] == start and doc["agents_at_start"][1]["temperature"] == 0.9
         assert doc["changes"] == [earlier_change]
@@ -210,7 +210,7 @@ async def test_exports_a_real_duet_in_three_formats(lantern: Any) -> None:
     active = await duet_service(lantern).start(user_id="local", topic="Tea or coffee?", turns=4, agents=agents)
     await drain(lantern, active.run.id)
     run = await load(lantern, active.run.id)
-    doc = duet_document(run)
+    doc = document(run)
 
     # JSON: lossless.
     assert json.loads(to_json(doc)) == doc
@@ -269,7 +269,7 @@ async def test_a_mid_run_change_is_in_the_json_and_markdown(lantern: Any) -> Non
             await service.update_agent(user_id="local", run_id=active.run.id, index=1, changes={"temperature": 1.2})
             break
     await drain(lantern, active.run.id)
-    doc = duet_document(await load(lantern, active.run.id))
+    doc = document(await load(lantern, active.run.id))
 
     assert doc["status"] == "completed"
     assert [c["changes"] for c in doc["changes"]] == [{"temperature": 1.2}]
@@ -293,18 +293,18 @@ async def test_a_running_duet_exports_so_far_and_a_stopped_one_keeps_its_partial
         if isinstance(event, TextDelta) and event.agent == "Bob":
             break
 
-    live = duet_document(active.run, active=lantern.runs.active[active.run.id])
+    live = document(active.run, active=lantern.runs.active[active.run.id])
     assert live["status"] == "running" and live["finished_at"] is None
     assert [(t["agent"], t["status"]) for t in live["turns"]] == [("Alice", "completed"), ("Bob", "running")]
     assert live["turns"][1]["content"].startswith("word")
     assert live["totals"]["turns"] == 2 and live["totals"]["seconds"] is None
     assert "### Turn 2 — Bob (scripted/bob) — still generating" in to_markdown(live)
     # Without the live run, the stored row has no transcript yet, and says so.
-    stored = duet_document(await load(lantern, active.run.id))
+    stored = document(await load(lantern, active.run.id))
     assert stored["status"] == "running" and stored["turns"] == []
 
     await lantern.runs.stop(active.run.id)
-    doc = duet_document(await load(lantern, active.run.id))
+    doc = document(await load(lantern, active.run.id))
     assert doc["status"] == "stopped" and doc["finished_at"] is not None
     assert [(t["agent"], t["status"]) for t in doc["turns"]] == [("Alice", "completed"), ("Bob", "stopped")]
     partial = doc["turns"][1]["content"]
@@ -323,7 +323,7 @@ async def test_a_continued_duet_names_its_origin_and_keeps_the_earlier_turns(lan
     await drain(lantern, first.run.id)
     more = await service.start(user_id="local", topic="Counting", turns=2, agents=agents, continue_from=first.run.id)
     await drain(lantern, more.run.id)
-    doc = duet_document(await load(lantern, more.run.id))
+    doc = document(await load(lantern, more.run.id))
     assert doc["continue_from"] == first.run.id
     assert [(t["turn"], t["content"]) for t in doc["turns"]] == [(0, "One."), (1, "Two."), (2, "Three."), (3, "Four.")]
     md = to_markdown(doc)
