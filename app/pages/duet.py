@@ -8,8 +8,7 @@ from nicegui import background_tasks, ui
 
 from app.auth import current_user_id
 from app.context import Lantern
-from app.pages.frame import frame
-from app.pages.run_page import follow, not_found, owned_run, register_pair
+from app.pages.run_page import draw_page, follow, register_pair
 from app.urls import url
 from components.buttons import icon_button
 from components.duet_views import BotPanel, TurnView, change_note, change_text, summary
@@ -19,6 +18,7 @@ from services.duet.kind import DUET
 from services.duet.service import is_turn
 from storage import presets as preset_repo
 from storage import runs as run_repo
+from storage.models import Run
 
 DEFAULT_AGENTS = [
     {"name": "Ada", "system_prompt": "You are Ada, an optimistic engineer. Be concise.", "temperature": 0.7},
@@ -47,26 +47,24 @@ class DuetPage:
     async def build(self) -> None:
         """Draw the panels and the transcript; re-attach to a running duet."""
         self.user_id = current_user_id()  # kept: the background task that follows the run has no page context
-        run = await owned_run(self.lantern, DUET, self.run_id)
-        await self.lantern.registry.list_models_live()  # the servers' own lists (cached), for the pickers
-        with frame(DUET.title):
-            if self.run_id and run is None:
-                not_found(DUET)
-                return
-            config = run.config if run else {}
-            agents = (run.result.get("agents") if run and run.result else None) or config.get("agents") \
-                or [{**a, "model": self.lantern.registry.default_model} for a in DEFAULT_AGENTS]
-            models = [m.id for m in self.lantern.registry.list_models() if m.available]
-            with ui.row().classes("w-full gap-4 no-wrap items-stretch"):
-                self.panels = [BotPanel(index=i, agent=agents[i], models=models, on_apply=self.steer)
-                               for i in range(2)]
-            self._controls(config)
-            self.progress_label = ui.label("").classes("text-sm opacity-70")
-            self.progress = ui.linear_progress(value=0, show_value=False).props("rounded animation-speed=200")
-            self.progress.set_visibility(False)
-            self.transcript = ui.column().classes("w-full gap-3").mark("transcript")
+        run = await draw_page(self.lantern, DUET, self.run_id, self._draw)
         if run is not None:
             await self._show_run(run)
+
+    async def _draw(self, run: Run | None) -> None:
+        """The bots, the controls and an empty transcript."""
+        config = run.config if run else {}
+        agents = (run.result.get("agents") if run and run.result else None) or config.get("agents") \
+            or [{**a, "model": self.lantern.registry.default_model} for a in DEFAULT_AGENTS]
+        models = [m.id for m in self.lantern.registry.list_models() if m.available]
+        with ui.row().classes("w-full gap-4 no-wrap items-stretch"):
+            self.panels = [BotPanel(index=i, agent=agents[i], models=models, on_apply=self.steer)
+                           for i in range(2)]
+        self._controls(config)
+        self.progress_label = ui.label("").classes("text-sm opacity-70")
+        self.progress = ui.linear_progress(value=0, show_value=False).props("rounded animation-speed=200")
+        self.progress.set_visibility(False)
+        self.transcript = ui.column().classes("w-full gap-3").mark("transcript")
 
     def _controls(self, config: dict[str, Any]) -> None:
         """Topic, turns, start/stop/continue, presets and export."""

@@ -11,7 +11,7 @@ from nicegui import ui
 from app.auth import current_user_id
 from app.context import Lantern
 from app.pages.frame import frame
-from app.pages.run_page import follow, not_found, owned_run, register_pair
+from app.pages.run_page import draw_page, follow, owned_run, register_pair
 from app.urls import url
 from components.buttons import icon_button
 from components.pipeline_views import DefinitionEditor, StepProgress, compare_runs, show_outcome
@@ -20,6 +20,7 @@ from services.core.errors import LanternError
 from services.core.events import Done, Event, StepFinished, StepStarted, TextDelta
 from services.pipelines.kind import PIPELINE
 from storage import runs as run_repo
+from storage.models import Run
 
 REPLAY_BATCH = 20  # events drawn per frame when replaying a stored run
 REPLAY_PAUSE = 0.05
@@ -56,31 +57,30 @@ class PipelinesPage:
     async def build(self) -> None:
         """Draw the form, the steps and the outcome; re-attach to a running pipeline."""
         # Kept for the background tasks that follow a run: they have no page context to tell who is asking.
-        user_id = self.user_id = current_user_id()
-        run = await owned_run(self.lantern, PIPELINE, self.run_id)
-        await self.lantern.registry.list_models_live()  # the servers' own lists (cached), for the pickers
-        with frame(PIPELINE.title):
-            if self.run_id and run is None:
-                not_found(PIPELINE)
-                return
-            config = run.config if run else {}
-            names = await self.lantern.pipelines.names(user_id)
-            name = config.get("pipeline") or names[0]
-            definition = config.get("definition") or (await self.lantern.pipelines.find(user_id, name)) \
-                .model_dump(mode="json")
-            self.models = [m.id for m in self.lantern.registry.list_models() if m.available]
-            self._form(config, [*names, *([name] if name not in names else [])], name, definition)
-            DefinitionEditor(save=lambda text: self.lantern.pipelines.save(user_id=user_id, source=text),
-                             saved=self._pipeline_saved)
-            self._toolbar()
-            self.progress_label = ui.label("").classes("text-sm opacity-70").mark("progress-label")
-            self.progress = ui.linear_progress(value=0, show_value=False) \
-                .props("rounded animation-speed=200").mark("progress")
-            self.progress.set_visibility(False)
-            self.steps = ui.column().classes("w-full gap-3").mark("steps")
-            self.outcome = ui.column().classes("w-full").mark("outcome-area")
+        self.user_id = current_user_id()
+        run = await draw_page(self.lantern, PIPELINE, self.run_id, self._draw)
         if run is not None:
             await self._show_run(run)
+
+    async def _draw(self, run: Run | None) -> None:
+        """The form, the definition editor, the toolbar, and empty steps and outcome."""
+        user_id = self.user_id
+        config = run.config if run else {}
+        names = await self.lantern.pipelines.names(user_id)
+        name = config.get("pipeline") or names[0]
+        definition = config.get("definition") or (await self.lantern.pipelines.find(user_id, name)) \
+            .model_dump(mode="json")
+        self.models = [m.id for m in self.lantern.registry.list_models() if m.available]
+        self._form(config, [*names, *([name] if name not in names else [])], name, definition)
+        DefinitionEditor(save=lambda text: self.lantern.pipelines.save(user_id=user_id, source=text),
+                         saved=self._pipeline_saved)
+        self._toolbar()
+        self.progress_label = ui.label("").classes("text-sm opacity-70").mark("progress-label")
+        self.progress = ui.linear_progress(value=0, show_value=False) \
+            .props("rounded animation-speed=200").mark("progress")
+        self.progress.set_visibility(False)
+        self.steps = ui.column().classes("w-full gap-3").mark("steps")
+        self.outcome = ui.column().classes("w-full").mark("outcome-area")
 
     def _form(self, config: dict[str, Any], names: list[str], name: str, definition: dict[str, Any]) -> None:
         """Pipeline, topic, models (a default and one per role), attempts, Run / Stop."""

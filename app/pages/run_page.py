@@ -15,6 +15,7 @@ from nicegui import background_tasks, ui
 
 from app.auth import current_user_id
 from app.context import Lantern
+from app.pages.frame import frame
 from services.core.events import Done, Error, Event
 from services.core.kinds import RunKind
 from storage import runs as run_repo
@@ -50,6 +51,20 @@ async def owned_run(lantern: Lantern, kind: RunKind, run_id: str | None) -> Run 
         return None
     run = await lantern.db.call(run_repo.get_run, run_id=run_id, user_id=current_user_id())
     return run if run is not None and run.kind == kind.name else None
+
+
+async def draw_page(lantern: Lantern, kind: RunKind, run_id: str | None,
+                    draw: Callable[[Run | None], Awaitable[None]]) -> Run | None:
+    """The page in the frame: `draw(run)` for a new run (None) or the user's stored one, else the not-found
+    state; returns the stored run it drew, for the page to show or follow."""
+    run = await owned_run(lantern, kind, run_id)
+    await lantern.registry.list_models_live()  # the servers' own lists (cached), for the pickers
+    with frame(kind.title):
+        if run_id and run is None:
+            not_found(kind)
+            return None
+        await draw(run)
+    return run
 
 
 def not_found(kind: RunKind) -> None:

@@ -11,8 +11,7 @@ from nicegui import ui
 
 from app.auth import current_user_id
 from app.context import Lantern
-from app.pages.frame import frame
-from app.pages.run_page import follow, not_found, owned_run, register_pair
+from app.pages.run_page import draw_page, follow, register_pair
 from app.urls import url
 from components.studio_views import DeliverableCard, ProgressRow, show_envelope
 from services.core.errors import Conflict, LanternError
@@ -47,29 +46,27 @@ class StudioPage:
 
     async def build(self) -> None:
         """Draw the brief form, progress and deliverables; re-attach to a running generation."""
-        run = await owned_run(self.lantern, DELIVERABLES, self.run_id)
-        await self.lantern.registry.list_models_live()  # the servers' own lists (cached), for the pickers
-        with frame(DELIVERABLES.title):
-            if self.run_id and run is None:
-                not_found(DELIVERABLES)
-                return
-            self._form(run.config if run else {})
-            self.progress_label = ui.label("").classes("text-sm opacity-70").mark("progress-label")
-            self.progress = ui.linear_progress(value=0, show_value=False) \
-                .props("rounded animation-speed=200").mark("progress")
-            self.progress.set_visibility(False)
-            self.rows_area = ui.column().classes("w-full gap-1").mark("progress-rows")
-            self.notes = ui.column().classes("w-full gap-1").mark("fallback-notes")
-            self.summary = ui.column().classes("w-full")
-            with ui.row().classes("w-full items-center") as self.toolbar:
-                ui.label("Deliverables").classes("text-lg font-semibold")
-                ui.space()
-                ui.button("Export all approved (.zip)", icon="folder_zip", on_click=self.export_all) \
-                    .props("outline dense").mark("export-all")
-            self.toolbar.set_visibility(False)
-            self.deliverables = ui.column().classes("w-full gap-4").mark("deliverables")
+        run = await draw_page(self.lantern, DELIVERABLES, self.run_id, self._draw)
         if run is not None:
             self._follow(run.id, _row_titles(run.config))
+
+    async def _draw(self, run: Run | None) -> None:
+        """The brief form, progress, notes and an empty list of deliverables."""
+        self._form(run.config if run else {})
+        self.progress_label = ui.label("").classes("text-sm opacity-70").mark("progress-label")
+        self.progress = ui.linear_progress(value=0, show_value=False) \
+            .props("rounded animation-speed=200").mark("progress")
+        self.progress.set_visibility(False)
+        self.rows_area = ui.column().classes("w-full gap-1").mark("progress-rows")
+        self.notes = ui.column().classes("w-full gap-1").mark("fallback-notes")
+        self.summary = ui.column().classes("w-full")
+        with ui.row().classes("w-full items-center") as self.toolbar:
+            ui.label("Deliverables").classes("text-lg font-semibold")
+            ui.space()
+            ui.button("Export all approved (.zip)", icon="folder_zip", on_click=self.export_all) \
+                .props("outline dense").mark("export-all")
+        self.toolbar.set_visibility(False)
+        self.deliverables = ui.column().classes("w-full gap-4").mark("deliverables")
 
     def _form(self, config: dict[str, Any]) -> None:
         """Brief fields, module (with what it produces), model, Generate."""
