@@ -9,10 +9,12 @@ from nicegui import app
 
 from app import auth
 from app.api import errors
+from app.api.chat_routes import build_chat_router
+from app.api.conversation_routes import build_conversation_router
 from app.api.docs_routes import build_docs_router
 from app.api.openai_routes import build_openai_router
-from app.api.routes import build_router
 from app.api.run_routes import build_run_router
+from app.api.service_routes import build_service_router
 from app.api.studio_routes import build_studio_router
 from app.api_lane import open_api_lane
 from app.body_limit import BodyLimit
@@ -51,7 +53,9 @@ def build(lantern: Lantern) -> None:
                            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])
     app.add_middleware(SameOrigin, cors_origins=lantern.settings.cors_origins)  # inside: refusals get the headers
     app.add_middleware(SecurityHeaders)
-    app.include_router(build_router(lantern))
+    app.include_router(build_service_router(lantern))
+    app.include_router(build_chat_router(lantern))
+    app.include_router(build_conversation_router(lantern))
     app.include_router(build_run_router(lantern))
     app.include_router(build_studio_router(lantern))
     app.include_router(build_docs_router(app))

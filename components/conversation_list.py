@@ -15,6 +15,8 @@ from nicegui import ui
 from nicegui.elements.mixins.text_element import TextElement
 from nicegui.events import GenericEventArguments
 
+from components.buttons import dialog_actions
+
 Loader = Callable[[str], Awaitable[list[dict[str, Any]]]]
 OneLoader = Callable[[str], Awaitable[dict[str, Any] | None]]
 Action = Callable[[str, str], Awaitable[None]]
@@ -217,9 +219,7 @@ class ConversationList:
                     row.title = row.link.text = text
 
             title.on("keydown.enter", save)
-            with ui.row().classes("w-full justify-end"):
-                ui.button("Cancel", on_click=dialog.close).props("flat")
-                ui.button("Save", on_click=save)
+            dialog_actions(dialog, "Save", save, props="")
         dialog.open()
 
     def _ask_delete(self, row: _Row) -> None:
@@ -239,8 +239,6 @@ class ConversationList:
                     self._remove_row(row.id)
                     self._show_empty_state()
 
-            with ui.row().classes("w-full justify-end"):
-                ui.button("Cancel", on_click=dialog.close).props("flat")
-                ui.button("Delete", on_click=confirm).props("color=negative").mark("confirm-delete")
+            dialog_actions(dialog, "Delete", confirm, marker="confirm-delete", props="color=negative")
         dialog.open()
 

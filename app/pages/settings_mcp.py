@@ -9,7 +9,7 @@ from nicegui import background_tasks, ui
 
 from app import auth
 from app.context import Lantern
-from components.buttons import icon_button
+from components.buttons import dialog_actions, icon_button
 from services.core.errors import LanternError
 from services.tools.registry import McpServerInfo
 
@@ -130,7 +130,5 @@ class McpSection:
                 ui.notify(f"MCP server {added} added.")
                 await self.refresh()
 
-            with ui.row().classes("w-full justify-end"):
-                ui.button("Cancel", on_click=dialog.close).props("flat")
-                ui.button("Add", on_click=add).props("unelevated").mark("mcp-save")
+            dialog_actions(dialog, "Add", add, marker="mcp-save")
         dialog.open()

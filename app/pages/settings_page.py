@@ -11,7 +11,7 @@ from app.context import Lantern
 from app.pages.frame import frame
 from app.pages.settings_mcp import McpSection
 from app.pages.settings_sources import SourcesSection
-from components.buttons import icon_button
+from components.buttons import dialog_actions, icon_button
 from services.accounts.passwords import MIN_LENGTH
 from services.accounts.service import TOKEN_LIFETIMES_DAYS, Principal
 from services.core import pricing
@@ -186,9 +186,7 @@ class SettingsPage:
                 ui.notify(f"User {name.value} added.")
                 await self._show_users()
 
-            with ui.row().classes("w-full justify-end"):
-                ui.button("Cancel", on_click=dialog.close).props("flat")
-                ui.button("Add", on_click=add).props("unelevated").mark("new-user-add")
+            dialog_actions(dialog, "Add", add, marker="new-user-add")
         dialog.open()
 
     def _password_dialog(self, name: str) -> None:
@@ -207,9 +205,7 @@ class SettingsPage:
                 dialog.close()
                 ui.notify(f"Password of {name} changed; their logins have ended.")
 
-            with ui.row().classes("w-full justify-end"):
-                ui.button("Cancel", on_click=dialog.close).props("flat")
-                ui.button("Save", on_click=save).props("unelevated").mark("reset-save")
+            dialog_actions(dialog, "Save", save, marker="reset-save")
         dialog.open()
 
     async def _remove_user(self, name: str) -> None:

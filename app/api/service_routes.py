@@ -1,0 +1,33 @@
+"""Service routes: `/health` and `/api/models` (../shared/API.md, Service)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app import __version__
+from app.context import Lantern
+
+
+def build_service_router(lantern: Lantern) -> APIRouter:
+    """Health and the model list, bound to this app's services."""
+    router = APIRouter()
+
+    @router.get("/health")
+    async def health() -> JSONResponse:
+        """Liveness and database reachability."""
+        ok = await lantern.db.ping()
+        body = {"status": "ok" if ok else "degraded", "version": __version__,
+                "database": "ok" if ok else "unreachable"}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @router.get("/api/models")
+    async def models() -> dict[str, Any]:
+        """Every model with availability and why not."""
+        return {"default": lantern.registry.default_model,
+                "models": [asdict(m) for m in await lantern.registry.list_models_live()]}
+
+    return router
