@@ -22,6 +22,7 @@ from app.api.openai_shapes import lantern_error as openai_error_response
 from services.accounts.service import Accounts, Principal
 from services.core.errors import NotAuthenticated, RateLimited
 from services.core.limits import SlidingWindow
+from services.core.shared_limits import LimitSync
 
 COOKIE = "lantern_session"
 LOGIN_PAGES_PER_MINUTE = 60
@@ -56,12 +57,14 @@ def is_public(path: str) -> bool:
 class AuthGate:
     """Resolves the principal of each request; refuses or redirects requests without one."""
 
-    def __init__(self, app: Any, accounts: Accounts) -> None:
+    def __init__(self, app: Any, accounts: Accounts, limits: LimitSync | None = None) -> None:
         self.app = app
         self.accounts = accounts
         # The login page is the one page built for anybody, and each build is a NiceGUI client held for a
-        # minute: anonymous builds are counted per address.
+        # minute: anonymous builds are counted per address (by every replica together, in replica mode).
         self.login_pages = SlidingWindow(LOGIN_PAGES_PER_MINUTE)
+        if limits is not None:
+            limits.share("login-pages", self.login_pages)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):

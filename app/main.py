@@ -42,7 +42,8 @@ def build(lantern: Lantern) -> None:
     shared = lantern.settings.shared
     auth.enforce(lantern.accounts if shared else None)
     if shared:  # added before SecurityHeaders, so refusals and redirects carry the headers too
-        app.add_middleware(AuthGate, accounts=lantern.accounts)
+        replica = lantern.runs.replica
+        app.add_middleware(AuthGate, accounts=lantern.accounts, limits=replica.limits if replica else None)
     else:  # one local user: a request through a proxy would make everyone behind it that user
         app.add_middleware(ProxyGuard, allowed_hosts=lantern.settings.allowed_hosts)
     if lantern.settings.cors_origins:  # off unless an allow-list is configured
