@@ -54,13 +54,14 @@ def build(lantern: Lantern) -> None:
                            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])
     app.add_middleware(SameOrigin, cors_origins=lantern.settings.cors_origins)  # inside: refusals get the headers
     app.add_middleware(SecurityHeaders)
-    app.include_router(build_service_router(lantern))
-    app.include_router(build_chat_router(lantern))
-    app.include_router(build_conversation_router(lantern))
-    app.include_router(build_run_router(lantern))
-    app.include_router(build_studio_router(lantern))
-    app.include_router(build_docs_router(app))
-    app.include_router(build_openai_router(lantern))  # /v1, ending in its own catch-all for unknown /v1 routes
+    # Our routers have no lifespan of their own, yet FastAPI nests the app's lifespan in a merged one per
+    # include: on NiceGUI's one app, built again for every page test, the nesting grew past Python's limit.
+    lifespan = app.router.lifespan_context
+    for router in (build_service_router(lantern), build_chat_router(lantern), build_conversation_router(lantern),
+                   build_run_router(lantern), build_studio_router(lantern), build_docs_router(app),
+                   build_openai_router(lantern)):  # /v1 last: it ends in a catch-all for unknown /v1 routes
+        app.include_router(router)
+    app.router.lifespan_context = lifespan
     errors.install_not_found(app)  # after every API route
     chat.register(lantern)
     duet.register(lantern)
