@@ -71,11 +71,18 @@ MIGRATIONS: list[Callable[[Connection], None]] = [_v1_to_v2_branches, _v2_to_v3_
                                                   _v3_to_v4_token_expiry, _v4_to_v5_unrecorded_tokens,
                                                   _v5_to_v6_run_leases]
 LATEST = 1 + len(MIGRATIONS)
+MIGRATION_LOCK = 0x4C616E74  # "Lant": the advisory lock key schema changes hold on PostgreSQL
 
 
 def migrate(engine: Engine) -> int:
     """Create or upgrade the schema; returns the version now in place."""
     with engine.begin() as conn:
+        # Processes opening the database together (replicas; the app and `lantern users`) would each create or
+        # upgrade the schema: one at a time, the others then find it in place. The lock ends with the transaction.
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        elif conn.dialect.name == "sqlite":  # the write lock now, not at the first write (DDL takes none)
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         if not inspect(conn).has_table("schemaversion"):
             SQLModel.metadata.create_all(conn)
             conn.execute(VERSION_TABLE.insert().values(id=1, version=LATEST))

@@ -237,3 +237,21 @@ def test_version_five_database_gains_run_leases(db_url: str) -> None:
         row = conn.execute(text("SELECT status, owner, lease_until FROM run")).one()
     assert tuple(row) == ("completed", None, None)  # the run is kept; no owner, no lease
     db.close()
+
+
+def test_processes_opening_an_empty_database_together_all_start(db_url: str) -> None:
+    """Replicas started at once each open the database: the schema is made once, and nobody fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def open_one(_: int) -> int:
+        db = Database(db_url)
+        try:
+            db.open()
+            with db.engine.connect() as conn:
+                return int(conn.execute(text("SELECT version FROM schemaversion")).scalar_one())
+        finally:
+            db.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        versions = list(pool.map(open_one, range(4)))
+    assert versions == [LATEST] * 4
