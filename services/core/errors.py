@@ -156,3 +156,20 @@ class ProviderUnavailable(ProviderError):
     kind = "unavailable"
     status = 502
     retryable = True
+
+
+def error_of_kind(kind: str, message: str) -> LanternError:
+    """One of our errors from its wire `type` (an answer from another replica), LanternError if unknown."""
+    found = [cls for cls in _all_errors() if cls.kind == kind]
+    return found[0](message) if found and found[0] not in (RateLimited,) else LanternError(message)
+
+
+def _all_errors() -> list[type[LanternError]]:
+    """Every error class, most specific first."""
+    seen: list[type[LanternError]] = []
+    todo: list[type[LanternError]] = [LanternError]
+    while todo:
+        cls = todo.pop()
+        seen.append(cls)
+        todo.extend(cls.__subclasses__())
+    return list(reversed(seen))

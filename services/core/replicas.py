@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from services.core.errors import Conflict, LanternError, error_of_kind
 from services.core.recovery import recover_expired
 from services.core.shared_limits import LimitSync
 from storage import runs as run_repo
@@ -29,12 +31,17 @@ from storage.models import utcnow
 
 if TYPE_CHECKING:
     from services.core.kinds import Registry
-    from services.core.runs import RunManager
+    from services.core.runs import ActiveRun, RunManager
+
+Handler = Callable[["ActiveRun", dict[str, Any]], Awaitable[Any]]
 
 log = logging.getLogger(__name__)
 
 EVENTS = "lantern_run_events"  # payload: "run id:last stored seq", comma-separated
 STOP = "lantern_run_stop"  # payload: a run id
+ASK = "lantern_run_ask"  # payload: JSON {id, run, action, args}: a request for the replica driving the run
+ANSWER = "lantern_run_answer"  # payload: JSON {id, ok, value | error}: its answer
+ASK_TIMEOUT_S = 5.0
 LEASE_S = 10.0  # how long a run's owner may go silent before others call the run interrupted
 RENEW_S = 2.0  # how often the owner renews its leases and every replica looks for expired ones
 FLUSH_S = 0.1  # events reach the database (and other replicas) at least this often while a run streams
@@ -62,8 +69,12 @@ class Replica:
         self.manager: RunManager | None = None
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._keeper: asyncio.Task[None] | None = None
+        self._handlers: dict[str, Handler] = {}
+        self._asked: dict[str, asyncio.Future[Any]] = {}
         self.bus.subscribe(EVENTS, self._on_events)
         self.bus.subscribe(STOP, self._on_stop)
+        self.bus.subscribe(ASK, self._on_ask)
+        self.bus.subscribe(ANSWER, self._on_answer)
         self.bus.on_reconnect.append(self._wake_all)
 
     async def start(self, manager: RunManager) -> None:
@@ -104,6 +115,24 @@ class Replica:
     async def request_stop(self, run_id: str) -> None:
         """Ask the replica driving `run_id` to stop it."""
         await self.bus.notify(STOP, run_id)
+
+    def handle(self, action: str, handler: Handler) -> None:
+        """Answer `action` requests for runs driven here: `await handler(active run, args)` → a JSON value."""
+        self._handlers[action] = handler
+
+    async def ask_owner(self, run_id: str, action: str, args: dict[str, Any]) -> Any:
+        """Have the replica driving `run_id` do `action`; its answer, or its error raised here again."""
+        request_id = secrets.token_hex(8)
+        answer = asyncio.get_running_loop().create_future()
+        self._asked[request_id] = answer
+        try:
+            await self.bus.notify(ASK, json.dumps({"id": request_id, "run": run_id, "action": action, "args": args}))
+            async with asyncio.timeout(ASK_TIMEOUT_S):
+                return await answer
+        except TimeoutError:
+            raise Conflict(f"Run {run_id} is not running on any replica that answers") from None
+        finally:
+            self._asked.pop(request_id, None)
 
     def waiter(self, run_id: str) -> asyncio.Event:
         """An event set whenever `run_id` has new events stored (release it with `forget`)."""
@@ -152,6 +181,36 @@ class Replica:
         """Stop the run if it is driven here."""
         if self.manager is not None and run_id in self.manager.active:
             asyncio.get_running_loop().create_task(self.manager.stop(run_id), name=f"remote-stop-{run_id}")
+
+    def _on_ask(self, payload: str) -> None:
+        """Answer a request for a run driven here (other replicas stay silent)."""
+        request = json.loads(payload)
+        active = self.manager.active.get(request.get("run")) if self.manager is not None else None
+        handler = self._handlers.get(request.get("action"))
+        if active is not None and handler is not None:
+            asyncio.get_running_loop().create_task(self._answer(request["id"], handler, active, request["args"]))
+
+    async def _answer(self, request_id: str, handler: Handler, active: ActiveRun, args: dict[str, Any]) -> None:
+        """Run the handler and send its answer (an error as its kind and message)."""
+        try:
+            reply = {"id": request_id, "ok": True, "value": await handler(active, args)}
+        except LanternError as exc:
+            reply = {"id": request_id, "ok": False, "kind": exc.kind, "error": str(exc)}
+        except Exception:
+            log.exception("answering %s failed", request_id)
+            reply = {"id": request_id, "ok": False, "kind": "error", "error": "internal error; see the server log"}
+        await self.bus.notify(ANSWER, json.dumps(reply))
+
+    def _on_answer(self, payload: str) -> None:
+        """Hand an answer to the request waiting for it here."""
+        reply = json.loads(payload)
+        answer = self._asked.get(reply.get("id"))
+        if answer is None or answer.done():
+            return
+        if reply.get("ok"):
+            answer.set_result(reply.get("value"))
+        else:
+            answer.set_exception(error_of_kind(str(reply.get("kind")), str(reply.get("error"))))
 
     async def _wake_all(self) -> None:
         """After the bus was down: every follower re-reads, as notifications may have been lost."""

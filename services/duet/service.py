@@ -22,6 +22,7 @@ from storage.engine import Database
 from storage.models import Run, utcnow
 
 STEERABLE = ("system_prompt", "temperature", "model")
+STEER = "duet.steer"  # what another replica asks the one driving a duet to do (services/core/replicas.py)
 CARRIED = (*STEERABLE, "max_tokens")  # what a continuation may change about a bot, recorded like a steer
 
 
@@ -53,6 +54,8 @@ class DuetService:
         self.registry = registry
         self.runs = runs
         self.limits = limits or Limits()
+        if runs.replica is not None:  # steering a duet this process drives, asked on another replica
+            runs.replica.handle(STEER, self._steer_here)
 
     async def start(self, *, user_id: str, topic: str, turns: int, agents: list[dict[str, Any]],
                     continue_from: str | None = None) -> ActiveRun:
@@ -93,15 +96,37 @@ class DuetService:
         return [*conversation_changes(config, result), *unapplied_changes(config, result)]
 
     async def update_agent(self, *, user_id: str, run_id: str, index: int, changes: dict[str, Any]) -> dict[str, Any]:
-        """Steer a running duet: the change applies from that bot's next turn and is recorded."""
+        """Steer a running duet: the change applies from that bot's next turn and is recorded.
+
+        In replica mode the duet may run on another replica: the change is sent to it, and its answer returned.
+        """
         run = await self.db.call(run_repo.get_run, run_id=run_id, user_id=user_id)
         if run is None or run.kind != "duet":
             raise NotFound(f"No duet {run_id}")
         if index not in (0, 1):
             raise NotFound(f"A duet has agents 0 and 1, not {index}")
         active = self.runs.active.get(run_id)
-        if active is None or not isinstance(active.body, DuetBody):
+        elsewhere = active is None and self.runs.replica is not None and run.status == "running"
+        if not elsewhere and (active is None or not isinstance(active.body, DuetBody)):
             raise Conflict(f"Duet {run_id} is {run.status}: only a running duet can be changed")
+        changes = self._checked(changes)
+        if elsewhere:
+            assert self.runs.replica is not None
+            agent: dict[str, Any] = await self.runs.replica.ask_owner(run_id, STEER, {"index": index,
+                                                                                      "changes": changes})
+            return agent
+        assert active is not None
+        return await self._steer_here(active, {"index": index, "changes": changes})
+
+    async def _steer_here(self, active: ActiveRun, args: dict[str, Any]) -> dict[str, Any]:
+        """Apply a checked change to a duet running in this process; the bot as it now is."""
+        if not isinstance(active.body, DuetBody) or active.status != "running":
+            raise Conflict(f"Duet {active.id} is {active.status}: only a running duet can be changed")
+        active.body.steer(args["index"], args["changes"])
+        return asdict(active.body.agents[args["index"]])
+
+    def _checked(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """The changes, refused with a clear reason when a bot could not run with them."""
         changes = {k: v for k, v in changes.items() if v is not None}
         unknown = set(changes) - set(STEERABLE)
         if unknown or not changes:
@@ -113,8 +138,7 @@ class DuetService:
             changes["model"] = f"{provider.name}/{name}"
         if "system_prompt" in changes and len(changes["system_prompt"]) > 20_000:
             raise BadInput("system_prompt is longer than 20000 characters")
-        active.body.steer(index, changes)
-        return asdict(active.body.agents[index])
+        return changes
 
     def _validate(self, topic: str, turns: int, agents: list[dict[str, Any]]) -> list[AgentConfig]:
         """Refuse configs that cannot run, or that exceed the caps, saying why."""

@@ -176,3 +176,22 @@ async def test_rate_limits_and_login_throttles_hold_across_replicas(pair: tuple[
         assert late.accounts.failures.retry_after("ada") > 0
     finally:
         await late.shutdown()
+
+
+@needs_pg
+async def test_a_duet_on_a_is_steered_from_b(pair: tuple[Lantern, Lantern]) -> None:
+    from services.core.errors import BadInput, Conflict
+
+    a, b = pair
+    agents = [{"name": "Ann", "model": "scripted/slow", "system_prompt": "Tabs"},
+              {"name": "Ben", "model": "scripted/slow", "system_prompt": "Spaces"}]
+    active = await a.duet.start(user_id="local", topic="Tabs or spaces", turns=2, agents=agents)
+    run_id = active.run.id
+    agent = await b.duet.update_agent(user_id="local", run_id=run_id, index=1, changes={"temperature": 1.3})
+    assert agent["name"] == "Ben" and agent["temperature"] == 1.3  # the answer of the replica driving it
+    assert active.body.agents[1].temperature == 1.3  # type: ignore[attr-defined]
+    with pytest.raises(BadInput):  # checked where it was asked, before anything is sent
+        await b.duet.update_agent(user_id="local", run_id=run_id, index=0, changes={"temperature": 9})
+    await b.runs.stop(run_id)
+    with pytest.raises(Conflict):
+        await b.duet.update_agent(user_id="local", run_id=run_id, index=0, changes={"temperature": 1.0})
