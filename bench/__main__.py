@@ -3,6 +3,7 @@
 Each benchmark runs as its own process and writes `bench/results/<name>.json`; this collects the headline
 figures into `bench/results/summary.json` and a Markdown table, `bench/results/SUMMARY.md`.
 `--quick` shrinks every benchmark (a smoke run of a few minutes); the default is full scale.
+Optional benchmarks (OPTIONAL) run only when named: `--only replicas` (it needs PostgreSQL and nginx).
 """
 
 from __future__ import annotations
@@ -28,13 +29,18 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "stream_browser": ("bench.stream_browser", [], ["--sizes", "1000,4000"]),
     "structured": ("bench.structured", [], ["--quick"]),  # ~28 min in full on 2 cores
 }
+# Not in the default set: run with `--only replicas`. Replicas on PostgreSQL behind nginx (issue #20), ~2 min.
+OPTIONAL: dict[str, tuple[str, list[str], list[str]]] = {
+    "replicas": ("bench.replicas", [], ["--quick"]),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the chosen benchmarks one after another, then print and write the summary."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes and few repetitions")
-    parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated benchmark names")
+    parser.add_argument("--only", default=",".join(BENCHMARKS),
+                        help=f"comma-separated benchmark names (optional ones: {', '.join(OPTIONAL)})")
     parser.add_argument("--summary-only", action="store_true", help="rebuild the summary from existing results")
     args = parser.parse_args(argv)
     ran: dict[str, dict[str, Any]] = {}
@@ -42,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.summary_only:
             ran[name] = {"exit_code": None, "seconds": None}
             continue
-        module, full, quick = BENCHMARKS[name]
+        module, full, quick = {**BENCHMARKS, **OPTIONAL}[name]
         print(f"\n=== {name} ({'quick' if args.quick else 'full'})", flush=True)
         t0 = time.monotonic()
         code = subprocess.call([sys.executable, "-m", module, *(quick if args.quick else full)], cwd=ROOT)
@@ -64,7 +70,7 @@ def summary_rows(ran: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for n, name, fn in ((1, "stream_browser", _streaming), (2, "concurrency", _concurrency),
                         (2, "concurrency_isolated", _concurrency), (3, "local_overhead", _local),
-                        (4, "history_scale", _history), (5, "startup", _startup)):
+                        (4, "history_scale", _history), (5, "startup", _startup), ("#20", "replicas", _replicas)):
         if name not in ran:
             continue
         path = RESULTS / f"{name}.json"
@@ -116,6 +122,21 @@ def _startup(data: Any) -> tuple[str, str, str]:
     s = data["summary"]
     return (f"cold {s['cold_first_page_median_s']:.2f} s, warm {s['warm_first_page_median_s']:.2f} s; "
             f"model loaded at start: {s['model_loaded_at_start']}", "≤ 3 s, lazy model", _yes(s["met"]))
+
+
+def _replicas(data: Any) -> tuple[str, str, str]:
+    """Follow lag on another replica, stop across replicas, and the load on one replica vs two."""
+    parts = []
+    if lag := data.get("lag"):
+        parts.append(f"{lag.get('followed_on_b', lag['streams'])} of {lag['streams']} streams on A followed on B: "
+                     f"lag p50/p95/max {lag['lag_p50_ms']:.0f}/"
+                     f"{lag['lag_p95_ms']:.0f}/{lag['lag_max_ms']:.0f} ms, errors {len(lag['errors'])}")
+    if stop := data.get("stop"):
+        parts.append(f"stop via B answered p50 {stop['stop_answer_p50_ms']:.0f} ms")
+    for row in data.get("load", []):
+        parts.append(f"{row['config']}: {row['replies_per_s']:.1f} replies/s, errors {row['error_count']}")
+    lag = data.get("lag")
+    return "; ".join(parts), "follow lag p95 ≤ 250 ms", _yes(lag["met"]) if lag else "–"
 
 
 def _yes(ok: bool) -> str:

@@ -21,7 +21,9 @@ from services.core.errors import LanternError
 from services.core.events import Done, Error, Event, TextDelta, ToolCall, ToolOutput, Usage
 from services.tools.registry import TOOL_NAMES
 from storage import conversations as conv_repo
+from storage import runs as run_repo
 from storage.conversations import PathEntry
+from storage.models import Run
 
 CONTINUE_PROMPT = "Continue exactly where your last reply stopped, without repeating it."
 HISTORY_PAGE = 40  # messages drawn at first; older ones on request, so long histories open fast
@@ -198,13 +200,25 @@ class ChatPage:
         for run_id, view in live:
             self._follow(run_id, view)
 
+    async def _live_run(self, run_id: str | None) -> Run | None:
+        """The reply's run if it is still being written: here, or (replica mode) on another replica."""
+        if not run_id:
+            return None
+        if (active := self.lantern.runs.active.get(run_id)) is not None:
+            return active.run
+        if self.lantern.runs.replica is None:
+            return None
+        run = await self.lantern.db.call(run_repo.get_run, run_id=run_id)
+        return run if run is not None and run.status == "running" else None
+
     async def _show(self, entry: PathEntry, *, last: bool) -> tuple[str, MessageView] | None:
         """Draw one message; a reply still running is returned, to be followed live."""
         m = entry.message
-        if m.status == "running" and m.run_id not in self.lantern.runs.active:  # it ended since it was read
+        live_run = await self._live_run(m.run_id) if m.status == "running" else None
+        if m.status == "running" and live_run is None:  # it ended since it was read
             fresh = await self.lantern.db.call(conv_repo.get_message, message_id=m.id)
             m = fresh or m
-        running = m.status == "running" and m.run_id in self.lantern.runs.active
+        running = m.status == "running" and live_run is not None
         siblings = entry.siblings
         view = MessageView(
             role=m.role, content=m.content, created=m.created_at, live=running,
@@ -216,9 +230,8 @@ class ChatPage:
         self.views.append(view)
         if view.body is None:
             return None
-        if running and m.run_id:
-            active = self.lantern.runs.active[m.run_id]
-            self._note_dropped(view, active.run.config.get("dropped_messages", 0))
+        if running and m.run_id and live_run is not None:
+            self._note_dropped(view, live_run.config.get("dropped_messages", 0))
             return m.run_id, view
         if parts := m.extra.get("parts"):
             await view.load_parts(parts)

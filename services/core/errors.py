@@ -9,6 +9,7 @@
     ├── RateLimited           too many runs or login attempts (carries retry_after)
     ├── NotAuthenticated      no valid login, session or token
     ├── Forbidden             a request from a place that may not make it (another site, a proxy without login)
+    ├── RunUnreachable        the replica driving a run does not answer (it died)
     ├── TokenCapReached       a run went past the per-run token cap
     ├── StepFailed            a pipeline step gave no valid answer within its retries
     ├── GenerationFailed      Studio could not produce any deliverable
@@ -90,6 +91,13 @@ class Forbidden(LanternError):
 
     kind = "forbidden"
     status = 403
+
+
+class RunUnreachable(LanternError):
+    """The replica driving a run does not answer (replica mode: it died; its lease will run out)."""
+
+    kind = "replica_unavailable"
+    status = 503
 
 
 class TokenCapReached(LanternError):

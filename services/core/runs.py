@@ -20,10 +20,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from services.core.errors import LanternError, TokenCapReached
+from services.core.errors import LanternError, RunUnreachable, TokenCapReached
 from services.core.events import Done, Error, Event, StepFinished, ToolOutput, TurnFinished, Usage, from_wire
 from services.core.limits import SlidingWindow
-from services.core.replicas import FLUSH_S, POLL_S
+from services.core.replicas import FLUSH_S, LEASE_S, POLL_S, RENEW_S
 from services.core.usage import UsageTally
 from storage import runs as run_repo
 from storage.engine import Database
@@ -128,7 +128,8 @@ class RunManager:
         return True
 
     async def _stop_elsewhere(self, run_id: str, timeout: float = 5.0) -> bool:
-        """Ask the replica driving the run to stop it, and wait (up to `timeout`) until it has."""
+        """Ask the replica driving the run to stop it, and wait (up to `timeout`) until it has; RunUnreachable
+        when it does not (that replica died: the run is marked interrupted once its lease runs out)."""
         assert self.replica is not None
         if await self.db.call(run_repo.run_status, run_id=run_id) != "running":
             return False
@@ -142,7 +143,10 @@ class RunManager:
                             await wake.wait()
                     wake.clear()
         except TimeoutError:
+            await self.replica.reap()  # its lease may have run out meanwhile
             log.warning("run %s did not stop within %.0f s of asking its replica", run_id, timeout)
+            raise RunUnreachable(f"Run {run_id} runs on a replica that does not answer; it will be marked "
+                                 f"interrupted within {LEASE_S + RENEW_S:.0f} s, its partial output kept.") from None
         finally:
             self.replica.forget(run_id, wake)
         return True
