@@ -36,13 +36,13 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from services.core.replicas import LEASE_S, RENEW_S
-from tests.conftest import ROOT, AppProcess, free_port, stop_process
+from tests.conftest import ROOT, AppProcess, free_port
+from tests.e2e.nginx_conf import NginxProcess, doc_blocks, wrap
 from tests.e2e.test_reverse_proxy import NGINX, log_in
 from tests.fakes.openai_server import FakeOpenAI, Reply
 
 PG = os.environ.get("TEST_DATABASE_URL")
 DB_NAME = "lantern_replicas_e2e"
-DOC = ROOT / "docs" / "DEPLOY.md"
 PREFIX = "/lantern"
 USER, PASSWORD = "ada", "lantern keeper phrase"  # the leak scan fails the run if the password reaches a log
 LIMITED = "bob"  # only the shared-limit test starts runs as bob
@@ -118,75 +118,27 @@ class Cluster:
     db_url: str
 
 
-class ReplicaNginx:
-    """nginx in the foreground on 127.0.0.1 around the doc's replica blocks, stopped by pid."""
+class ReplicaNginx(NginxProcess):
+    """nginx around the doc's replica blocks, in front of two replicas."""
 
     def __init__(self, workdir: Path, ports: tuple[int, int]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.access = workdir / "access.log"
-        self.log = workdir / "error.log"
-        (workdir / "nginx.conf").write_text(nginx_conf(workdir, self.port, ports))
-        self.proc = subprocess.Popen([str(NGINX), "-p", str(workdir), "-c", str(workdir / "nginx.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                httpx.get(f"{self.url}/nginx-alive", timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"nginx did not start:\n{self.log.read_text() if self.log.exists() else ''}")
+        assert NGINX is not None
+        super().__init__(NGINX, workdir, lambda path, port: nginx_conf(path, port, ports))
 
     def upstreams(self, path_pattern: str) -> list[str]:
         """The replica (host:port) each logged request whose path matches served, in order."""
         lines = self.access.read_text().splitlines() if self.access.exists() else []
         return [line.split()[-1] for line in lines if re.search(path_pattern, line.split()[1])]
 
-    def stop(self) -> None:
-        """Fast shutdown of the master we started (its workers go with it)."""
-        stop_process(self.proc)
-
 
 def nginx_conf(workdir: Path, listen_port: int, ports: tuple[int, int]) -> str:
     """A complete nginx.conf around the doc's two replica blocks, pointed at the test's replicas."""
-    http_block, server_block = replica_blocks()
+    http_block, server_block = doc_blocks("nginx replicas")
     for documented, port in zip(DOC_PORTS, ports, strict=True):
         assert http_block.count(f"server {documented};") == 2, "the documented upstreams changed: update this test"
         http_block = http_block.replace(f"server {documented};", f"server 127.0.0.1:{port};")
-    user = "user root;" if os.geteuid() == 0 else ""  # workers must read and write the temp dirs below
-    temp = "\n".join(f"    {name}_temp_path {workdir / name};" for name in
-                     ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    return f"""
-{user}
-worker_processes 1;
-daemon off;
-master_process on;
-pid {workdir / "nginx.pid"};
-error_log {workdir / "error.log"} warn;
-events {{ worker_connections 512; }}
-http {{
-    log_format replicas '$request_method $uri $status $upstream_addr';
-    access_log {workdir / "access.log"} replicas;
-{temp}
-{http_block}
-    server {{
-        listen 127.0.0.1:{listen_port};
-        server_name localhost;
-        location = /nginx-alive {{ return 204; }}
-{server_block}
-    }}
-}}
-"""
-
-
-def replica_blocks() -> tuple[str, str]:
-    """The http-context block and the server-context block of DEPLOY.md's replica section, as written."""
-    blocks = re.findall(r"```nginx replicas\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert len(blocks) == 2, "docs/DEPLOY.md should show two `nginx replicas` blocks (http context, server context)"
-    return blocks[0], blocks[1]
+    return wrap(workdir, listen_port, http_block, server_block, connections=512,
+                log_format="$request_method $uri $status $upstream_addr")
 
 
 @pytest.fixture(scope="module")

@@ -19,39 +19,20 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, AppProcess, free_port, stop_process
+from tests.conftest import ROOT, AppProcess
+from tests.e2e.nginx_conf import NginxProcess, doc_blocks, wrap
 
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
-DOC = ROOT / "docs" / "DEPLOY.md"
 PREFIX = "/lantern"
 PASSWORD = "lantern keeper phrase"
 
 
-class Nginx:
-    """nginx in the foreground on 127.0.0.1 with its own prefix directory, stopped by pid."""
+class Nginx(NginxProcess):
+    """nginx around the doc's two blocks, in front of one app."""
 
     def __init__(self, workdir: Path, upstream_port: int) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.conf = workdir / "nginx.conf"
-        self.conf.write_text(nginx_conf(workdir, self.port, upstream_port))
-        self.log = workdir / "error.log"
-        self.proc = subprocess.Popen([str(NGINX), "-p", str(workdir), "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                httpx.get(f"{self.url}/nginx-alive", timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"nginx did not start:\n{self.log.read_text() if self.log.exists() else ''}")
-
-    def stop(self) -> None:
-        """Fast shutdown of the master we started (its workers go with it)."""
-        stop_process(self.proc)
+        assert NGINX is not None
+        super().__init__(NGINX, workdir, lambda path, port: nginx_conf(path, port, upstream_port))
 
 
 @pytest.fixture
@@ -172,36 +153,7 @@ async def log_in(page: Any) -> None:
 
 def nginx_conf(workdir: Path, listen_port: int, upstream_port: int) -> str:
     """A complete nginx.conf around the two blocks in docs/DEPLOY.md, pointed at the test's app."""
-    http_block, location_block = nginx_blocks()
+    http_block, location_block = doc_blocks("nginx")
     assert "server 127.0.0.1:8080;" in http_block, "the documented upstream changed: update this test"
     http_block = http_block.replace("server 127.0.0.1:8080;", f"server 127.0.0.1:{upstream_port};")
-    user = "user root;" if os.geteuid() == 0 else ""  # workers must read and write the temp dirs below
-    temp = "\n".join(f"    {name}_temp_path {workdir / name};" for name in
-                     ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    return f"""
-{user}
-worker_processes 1;
-daemon off;
-master_process on;
-pid {workdir / "nginx.pid"};
-error_log {workdir / "error.log"} warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log {workdir / "access.log"};
-{temp}
-{http_block}
-    server {{
-        listen 127.0.0.1:{listen_port};
-        server_name localhost;
-        location = /nginx-alive {{ return 204; }}
-{location_block}
-    }}
-}}
-"""
-
-
-def nginx_blocks() -> tuple[str, str]:
-    """The http-context block and the server-context block, as the doc shows them."""
-    blocks = re.findall(r"```nginx\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert len(blocks) == 2, "docs/DEPLOY.md should show two nginx blocks (http context, server context)"
-    return blocks[0], blocks[1]
+    return wrap(workdir, listen_port, http_block, location_block)
