@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlmodel import Session
 
 if TYPE_CHECKING:
     import psycopg
@@ -28,6 +30,23 @@ MAX_PAYLOAD = 7900  # PostgreSQL refuses a NOTIFY payload of 8,000 bytes or more
 def libpq_url(url: str) -> str:
     """A SQLAlchemy URL (`postgresql+psycopg://...`) as the plain `postgresql://` libpq takes."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def packed(items: Iterable[str]) -> list[str]:
+    """Comma-separated items in as few payloads as fit (an item never split)."""
+    payloads: list[str] = []
+    for item in items:
+        if payloads and len(payloads[-1]) + 1 + len(item) <= MAX_PAYLOAD:
+            payloads[-1] += "," + item
+        else:
+            payloads.append(item)
+    return payloads
+
+
+def notify_in(session: Session, channel: str, payloads: Iterable[str]) -> None:
+    """Send notifications from inside a transaction: delivered when it commits, never if it rolls back."""
+    for payload in payloads:
+        session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload})
 
 
 class PgBus:

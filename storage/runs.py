@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, func, or_
+from sqlalchemy import String, and_, cast, func, insert, or_
 from sqlmodel import Session, col, select, update
 
+from storage.bus import notify_in, packed
 from storage.conversations import ensure_user
 from storage.models import Run, RunEventChunk, utcnow
 
@@ -51,17 +52,23 @@ def append_events(session: Session, *, run_id: str, events: list[dict[str, Any]]
                                   last_seq=events[-1]["seq"], events=events))
 
 
-def append_event_batches(session: Session, *, batches: list[tuple[str, list[dict[str, Any]]]]) -> None:
-    """Persist several runs' batches in one transaction: one commit for every run that streamed.
+def append_event_batches(session: Session, *, batches: list[tuple[str, list[dict[str, Any]]]],
+                         announce: str = "") -> None:
+    """Persist several runs' batches in one transaction and one INSERT: one commit for every run that streamed.
 
     Only runs still `running` take events: one that another replica has recovered meanwhile (its owner went
     silent) ends with the `done` that replica wrote. Sharing the rows' lock waits for such a recovery to commit.
+    A plain INSERT of all rows, not one ORM object per run: this runs 10-20 times a second in replica mode, and
+    its thread holds the GIL the event loop needs (for 50 runs: 11.7 → 4.9 ms of CPU).
     """
     live = set(session.exec(select(Run.id).where(col(Run.id).in_([run_id for run_id, _ in batches]),
                                                  col(Run.status) == "running").with_for_update(read=True)))
-    for run_id, events in batches:
-        if run_id in live:
-            append_events(session, run_id=run_id, events=events)
+    rows = [{"run_id": run_id, "first_seq": events[0]["seq"], "last_seq": events[-1]["seq"], "events": events}
+            for run_id, events in batches if events and run_id in live]
+    if rows:
+        session.execute(insert(RunEventChunk), rows)
+    if announce and rows:  # `run id:last seq` on that channel, sent by the commit itself (no extra round trip)
+        notify_in(session, announce, packed(f"{row['run_id']}:{row['last_seq']}" for row in rows))
 
 
 def load_events(session: Session, *, run_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
@@ -70,6 +77,21 @@ def load_events(session: Session, *, run_id: str, after_seq: int = 0) -> list[di
                                         RunEventChunk.last_seq > after_seq)
             .order_by(col(RunEventChunk.first_seq)))
     return [e for chunk in session.exec(stmt) for e in chunk.events if e["seq"] > after_seq]
+
+
+def load_events_many(session: Session, *, afters: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
+    """Several runs' stored wire events, each after its own seq, in one query (a replica's followed runs)."""
+    if not afters:
+        return {}
+    stmt = (select(RunEventChunk)
+            .where(or_(*(and_(col(RunEventChunk.run_id) == run_id, col(RunEventChunk.last_seq) > after)
+                         for run_id, after in afters.items())))
+            .order_by(col(RunEventChunk.run_id), col(RunEventChunk.first_seq)))
+    found: dict[str, list[dict[str, Any]]] = {}
+    for chunk in session.exec(stmt):
+        after = afters[chunk.run_id]
+        found.setdefault(chunk.run_id, []).extend(e for e in chunk.events if e["seq"] > after)
+    return found
 
 
 def finish_run(session: Session, *, run_id: str, status: str, **fields: Any) -> None:

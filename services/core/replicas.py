@@ -22,10 +22,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from services.core.errors import Conflict, LanternError, error_of_kind
+from services.core.feeds import Feeds
 from services.core.recovery import recover_expired
 from services.core.shared_limits import LimitSync
 from storage import runs as run_repo
-from storage.bus import MAX_PAYLOAD, PgBus
+from storage.bus import PgBus, packed
 from storage.engine import Database, DatabaseUnavailable
 from storage.models import utcnow
 
@@ -44,7 +45,7 @@ ANSWER = "lantern_run_answer"  # payload: JSON {id, ok, value | error}: its answ
 ASK_TIMEOUT_S = 5.0
 LEASE_S = 10.0  # how long a run's owner may go silent before others call the run interrupted
 RENEW_S = 2.0  # how often the owner renews its leases and every replica looks for expired ones
-FLUSH_S = 0.1  # events reach the database (and other replicas) at least this often while a run streams
+FLUSH_S = 0.05  # events reach the database (and other replicas) at least this often while a run streams
 POLL_S = 1.0  # a follower re-reads the database this often even without a notification (one may be lost)
 SQLITE_REFUSAL = ("Replica mode needs PostgreSQL: several processes share their runs through it. Set "
                   "DATABASE_URL=postgresql://user:password@host/db for every replica, or run one process "
@@ -68,6 +69,7 @@ class Replica:
         self.limits = LimitSync(db, self.bus, self.name)  # rate limits and login throttles, counted by all
         self.manager: RunManager | None = None
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self.feeds = Feeds(db, self._wake)  # followed runs, read once per announcement for all their followers
         self._keeper: asyncio.Task[None] | None = None
         self._handlers: dict[str, Handler] = {}
         self._asked: dict[str, asyncio.Future[Any]] = {}
@@ -100,12 +102,9 @@ class Replica:
         return utcnow() + timedelta(seconds=LEASE_S)
 
     async def announce(self, stored: Iterable[tuple[str, int]]) -> None:
-        """Tell every replica which runs have new events stored, up to which seq."""
-        items = [f"{run_id}:{seq}" for run_id, seq in stored]
-        while items:  # as few notifications as fit
-            payload = items.pop(0)
-            while items and len(payload) + 1 + len(items[0]) <= MAX_PAYLOAD:
-                payload += "," + items.pop(0)
+        """Tell every replica which runs have new events stored, up to which seq (a run's own event stores
+        announce themselves in their transaction: `append_event_batches(announce=EVENTS)`)."""
+        for payload in packed(f"{run_id}:{seq}" for run_id, seq in stored):
             try:
                 await self.bus.notify(EVENTS, payload)
             except Exception:  # followers poll too: a lost notification delays them by POLL_S at most
@@ -170,12 +169,17 @@ class Replica:
             except Exception:  # the next round tries again; a lease lasts several rounds
                 log.warning("could not renew run leases", exc_info=True)
             await self.reap()
+            self.feeds.sweep()
 
     def _on_events(self, payload: str) -> None:
-        """Wake the followers of every run named."""
-        for item in payload.split(","):
-            for wake in self._waiters.get(item.partition(":")[0], ()):
-                wake.set()
+        """Read the followed runs named into their feeds (waking their followers after); wake the other waiters."""
+        for run_id in self.feeds.announced(item.partition(":")[0] for item in payload.split(",")):
+            self._wake(run_id)
+
+    def _wake(self, run_id: str) -> None:
+        """Wake everyone waiting for the run's new events."""
+        for wake in self._waiters.get(run_id, ()):
+            wake.set()
 
     def _on_stop(self, run_id: str) -> None:
         """Stop the run if it is driven here."""
@@ -214,6 +218,7 @@ class Replica:
 
     async def _wake_all(self) -> None:
         """After the bus was down: every follower re-reads, as notifications may have been lost."""
+        self.feeds.refresh_all()
         for wakes in self._waiters.values():
             for wake in wakes:
                 wake.set()

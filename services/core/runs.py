@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from services.core.errors import LanternError, RunUnreachable, TokenCapReached
 from services.core.events import Done, Error, Event, StepFinished, ToolOutput, TurnFinished, Usage, from_wire
 from services.core.limits import SlidingWindow
-from services.core.replicas import FLUSH_S, LEASE_S, POLL_S, RENEW_S
+from services.core.replicas import EVENTS, FLUSH_S, LEASE_S, POLL_S, RENEW_S
 from services.core.usage import UsageTally
 from storage import runs as run_repo
 from storage.engine import Database
@@ -244,11 +244,14 @@ class RunManager:
 
     async def _write_behind(self) -> None:
         """Store every run's new events at boundaries and every `flush_interval`; ends when no run is left."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.flush_interval
         while self.active:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.flush_interval):
+                async with asyncio.timeout_at(due):
                     await self._write_now.wait()
             self._write_now.clear()
+            due = loop.time() + self.flush_interval  # from the start of this store: a slow one is not added on
             try:
                 await self._store(list(self.active.values()))
             except Exception:  # the next round (or the run's end) tries again; the stream goes on
@@ -267,11 +270,10 @@ class RunManager:
                        for active, start, end in marks if end > start]
             if not batches:
                 return
-            await self.db.call(run_repo.append_event_batches, batches=batches)
+            await self.db.call(run_repo.append_event_batches, batches=batches,
+                               announce=EVENTS if self.replica is not None else "")
             for active, _start, end in marks:
                 active.flushed = end
-        if self.replica is not None:
-            await self.replica.announce((active.id, end) for active, start, end in marks if end > start)
 
     @staticmethod
     def _wake(active: ActiveRun) -> None:
@@ -335,24 +337,36 @@ class Follower:
         return batch
 
     async def _next_elsewhere(self, timeout: float | None) -> list[tuple[int, Event]] | None:
-        """New events of a run another replica drives, as they are stored there."""
+        """New events of a run another replica drives: from this replica's feed of it when announced, from the
+        database itself when behind the feed or after POLL_S without an announcement (one may be lost)."""
         replica = self._manager.replica
         assert replica is not None
         if self._ended:
             return None
         wake = replica.waiter(self._run_id)
+        replica.feeds.track(self._run_id, self._index)
+        polled = False
         try:
             deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
             while True:
                 wake.clear()
-                if batch := await self._read_stored():
+                batch = None if polled else replica.feeds.take(self._run_id, self._index)
+                if batch is None:
+                    batch = await self._read_stored()
+                elif batch:
+                    self._index = batch[-1][0]
+                    self._ended = isinstance(batch[-1][1], Done)
+                if batch:
                     return batch
                 left = POLL_S if deadline is None else min(POLL_S, deadline - asyncio.get_running_loop().time())
                 if left <= 0:
                     return []
-                with contextlib.suppress(TimeoutError):
+                try:
                     async with asyncio.timeout(left):
                         await wake.wait()
+                    polled = False
+                except TimeoutError:
+                    polled = True
         finally:
             replica.forget(self._run_id, wake)
 

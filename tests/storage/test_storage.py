@@ -78,3 +78,26 @@ def test_event_chunks_round_trip_and_recovery_keeps_partial_text(db_url: str) ->
     msgs = db.session_call(conv_repo.list_messages, conversation_id=conv_id)
     assert msgs[0].status == "interrupted" and msgs[0].content == "Half an answer"
     db.close()
+
+
+def test_a_pooled_connection_the_server_dropped_is_replaced_after_idling(db_url: str, monkeypatch) -> None:
+    """After a server restart (here: every connection terminated), the next call works: idle connections are
+    checked before use instead of on every checkout."""
+    import pytest
+    from sqlalchemy import text
+
+    from storage import engine as engine_module
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server that drops connections")
+    db = Database(db_url)
+    db.open()
+    mine = db.session_call(lambda s: s.exec(text("SELECT pg_backend_pid()")).one()[0])
+    killer = engine_module.make_engine(db_url)
+    with killer.begin() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": mine}).scalar()
+    killer.dispose()
+    monkeypatch.setattr(engine_module, "PING_IDLE_S", 0.0)  # the pooled connection counts as idle now
+    again = db.session_call(lambda s: s.exec(text("SELECT pg_backend_pid()")).one()[0])
+    assert again != mine
+    db.close()
