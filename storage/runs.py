@@ -94,12 +94,18 @@ def load_events_many(session: Session, *, afters: dict[str, int]) -> dict[str, l
     return found
 
 
-def finish_run(session: Session, *, run_id: str, status: str, **fields: Any) -> None:
-    """Record a run's final status and figures, unless it has ended already (another replica found its owner
-    silent and recovered it: that decision stands)."""
-    run = session.get(Run, run_id)
+def finish_run(session: Session, *, run_id: str, status: str, events: list[dict[str, Any]] | None = None,
+               announce: str = "", **fields: Any) -> None:
+    """Store a run's last events with its final status and figures, unless it has ended already (another
+    replica found its owner silent and recovered it: that decision stands). The row is locked meanwhile, so
+    such a recovery (which skips locked rows) cannot interleave."""
+    run = session.get(Run, run_id, with_for_update=True)
     if run is None or run.status != "running":
         return
+    if events:
+        append_events(session, run_id=run_id, events=events)
+        if announce:
+            notify_in(session, announce, [f"{run_id}:{events[-1]['seq']}"])
     run.status = status
     run.finished_at = utcnow()
     for key, value in fields.items():

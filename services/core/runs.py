@@ -61,6 +61,7 @@ class ActiveRun:
     stop_requested: bool = False
     task: asyncio.Task[None] | None = None
     flushed: int = 0
+    finishing: bool = False  # its last events are stored with its end, not by the writer
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     tally: UsageTally = field(default_factory=UsageTally)  # unbilled text counts, so the cap holds mid-stream
     begun: bool = False  # the task has started: cancelling it now runs its clean-up (before, it would not)
@@ -85,6 +86,7 @@ class RunManager:
         self.replica = replica  # replica mode: leases, events announced to and stops taken from other processes
         # Other replicas' followers read events from the database: store them often enough to look live there.
         self.flush_interval = min(flush_interval, FLUSH_S) if replica is not None else flush_interval
+        self._announce = EVENTS if replica is not None else ""  # the channel stores notify other replicas on
         self.admission = SlidingWindow(runs_per_minute)
         self.max_run_tokens = max_run_tokens
         self.active: dict[str, ActiveRun] = {}
@@ -226,10 +228,14 @@ class RunManager:
             result, status = {}, "failed"
         active.tally.settle()  # a stopped or failed run keeps what it streamed, estimated
         active.events.append((len(active.events) + 1, Done(status=status, run_id=active.id)))  # type: ignore[arg-type]
-        await self._flush(active)
+        async with self._write_lock:  # a store of this run in progress completes first; later ones leave it out
+            active.finishing = True
+        # The events left and the end in one transaction: 50 runs ending together cost 50 commits, not 100.
         await self.db.call(run_repo.finish_run, run_id=active.id, status=status, result=result,
+                           events=_wires(active, active.flushed, len(active.events)), announce=self._announce,
                            error=str(error) if error else None, error_type=error.kind if error else None,
                            **active.usage)
+        active.flushed = len(active.events)
         active.status = status
         self._wake(active)
         self.active.pop(active.id, None)
@@ -257,21 +263,14 @@ class RunManager:
             except Exception:  # the next round (or the run's end) tries again; the stream goes on
                 log.exception("could not store run events")
 
-    async def _flush(self, active: ActiveRun) -> None:
-        """Store this run's events not yet stored, after any write in progress."""
-        await self._store([active])
-
     async def _store(self, runs: list[ActiveRun]) -> None:
         """Write the given runs' unstored events in one transaction; on failure they stay unstored."""
         async with self._write_lock:
-            marks = [(active, active.flushed, len(active.events)) for active in runs]
-            batches = [(active.id, [{"seq": seq, "type": ev.type, "data": ev.to_data()}
-                                    for seq, ev in active.events[start:end]])
-                       for active, start, end in marks if end > start]
+            marks = [(active, active.flushed, len(active.events)) for active in runs if not active.finishing]
+            batches = [(active.id, _wires(active, start, end)) for active, start, end in marks if end > start]
             if not batches:
                 return
-            await self.db.call(run_repo.append_event_batches, batches=batches,
-                               announce=EVENTS if self.replica is not None else "")
+            await self.db.call(run_repo.append_event_batches, batches=batches, announce=self._announce)
             for active, _start, end in marks:
                 active.flushed = end
 
@@ -369,6 +368,11 @@ class Follower:
                     polled = True
         finally:
             replica.forget(self._run_id, wake)
+
+
+def _wires(active: ActiveRun, start: int, end: int) -> list[dict[str, Any]]:
+    """A run's events [start, end) as stored."""
+    return [{"seq": seq, "type": event.type, "data": event.to_data()} for seq, event in active.events[start:end]]
 
 
 @asynccontextmanager
