@@ -78,6 +78,47 @@ async def test_a_run_on_a_is_followed_on_b_with_every_event_once(pair: tuple[Lan
 
 
 @needs_pg
+async def test_followers_on_b_share_one_read_and_each_get_every_event_once(pair: tuple[Lantern, Lantern],
+                                                                           monkeypatch: Any) -> None:
+    """Five followers on B, joining at different points (one resuming mid-run): each gets its events once and
+    in order, while B reads the database about once per announcement, not once per follower."""
+    a, b = pair
+    reads, stores, own = [], [], []
+    many, store, one = run_repo.load_events_many, run_repo.append_event_batches, run_repo.load_events
+
+    def counted_read(session: Any, *, afters: dict[str, int]) -> Any:
+        reads.append(len(afters))
+        return many(session, afters=afters)
+
+    def counted_store(session: Any, **kwargs: Any) -> Any:
+        stores.append(1)
+        return store(session, **kwargs)
+
+    def counted_own(session: Any, **kwargs: Any) -> Any:
+        own.append(1)
+        return one(session, **kwargs)
+
+    monkeypatch.setattr(run_repo, "load_events_many", counted_read)
+    monkeypatch.setattr(run_repo, "load_events", counted_own)
+    monkeypatch.setattr(run_repo, "append_event_batches", counted_store)
+    run_id = await start_slow(a)
+    early = [asyncio.create_task(collect(b, run_id)) for _ in range(3)]
+    await asyncio.sleep(0.6)
+    late = asyncio.create_task(collect(b, run_id))
+    resumed = asyncio.create_task(collect(b, run_id, after=5))  # behind the feed: reads the database itself
+    on_a = await collect(a, run_id)
+    total = len(on_a)
+    for task in [*early, late]:
+        got = await task
+        assert [seq for seq, _ in got] == list(range(1, total + 1))
+        assert "".join(e.delta for _, e in got if isinstance(e, TextDelta)) == "word " * 400
+    assert [seq for seq, _ in await resumed] == list(range(6, total + 1))
+    # One shared read per announcement (each store, and the run's end), where five followers read 5 × as often.
+    assert 10 < len(reads) <= len(stores) + 1, (len(reads), len(stores))
+    assert len(own) <= 5 + 5, len(own)  # a follower reads for itself to replay, and when behind or polling
+
+
+@needs_pg
 async def test_a_run_on_a_is_stopped_from_b(pair: tuple[Lantern, Lantern]) -> None:
     a, b = pair
     run_id = await start_slow(a)
