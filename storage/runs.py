@@ -132,3 +132,9 @@ def renew_leases(session: Session, *, owner: str, run_ids: list[str], until: dat
 def run_status(session: Session, *, run_id: str) -> str | None:
     """A run's status, or None when there is no such run (a cheap read for followers on another replica)."""
     return session.exec(select(Run.status).where(Run.id == run_id)).first()
+
+
+def status_and_events(session: Session, *, run_id: str, after_seq: int = 0) -> tuple[str | None, list[dict[str, Any]]]:
+    """A run's status (None when there is no such run), then its stored events after `after_seq`: a follower
+    on another replica that reads `running` will read every later event too."""
+    return run_status(session, run_id=run_id), load_events(session, run_id=run_id, after_seq=after_seq)

@@ -302,11 +302,13 @@ class Follower:
         """The events not read yet, waiting up to `timeout` for some (then `[]`); None once all are read."""
         if self._replay_pending:
             self._replay_pending = False
-            # The status first: a run that ends after this check has its `done` stored after it, read later.
-            running = (self._manager.replica is not None
-                       and await self._manager.db.call(run_repo.run_status, run_id=self._run_id) == "running")
-            batch = await self._read_stored()
-            self._elsewhere = running and not self._ended
+            if self._manager.replica is None:
+                return await self._read_stored()
+            # Status first, events after, in one call: a run that ends between the two has its `done` read here.
+            status, wires = await self._manager.db.call(run_repo.status_and_events, run_id=self._run_id,
+                                                        after_seq=self._index)
+            batch = self._read(wires)
+            self._elsewhere = status == "running" and not self._ended
             return batch
         if self._elsewhere:
             return await self._next_elsewhere(timeout)
@@ -328,7 +330,11 @@ class Follower:
 
     async def _read_stored(self) -> list[tuple[int, Event]]:
         """The stored events after the last one read."""
-        wires = await self._manager.db.call(run_repo.load_events, run_id=self._run_id, after_seq=self._index)
+        return self._read(await self._manager.db.call(run_repo.load_events, run_id=self._run_id,
+                                                      after_seq=self._index))
+
+    def _read(self, wires: list[dict[str, Any]]) -> list[tuple[int, Event]]:
+        """Stored events as read: their place noted, and whether the run's `done` is among them."""
         batch = [(w["seq"], from_wire(w["type"], w["data"])) for w in wires]
         if batch:
             self._index = batch[-1][0]

@@ -113,7 +113,7 @@ async def test_followers_on_b_share_one_read_and_each_get_every_event_once(pair:
         assert [seq for seq, _ in got] == list(range(1, total + 1))
         assert "".join(e.delta for _, e in got if isinstance(e, TextDelta)) == "word " * 400
     assert [seq for seq, _ in await resumed] == list(range(6, total + 1))
-    # One shared read per announcement (each store, and the run's end), where five followers read 5 × as often.
+    # One shared read per announcement (each store, and the run's end); five followers alone read five times as often.
     assert 10 < len(reads) <= len(stores) + 1, (len(reads), len(stores))
     assert len(own) <= 5 + 5, len(own)  # a follower reads for itself to replay, and when behind or polling
 
