@@ -1,4 +1,4 @@
-"""The one module that speaks MCP, through the official `mcp` SDK (1.x): a connection to one server.
+"""The module that speaks MCP, through the official `mcp` SDK (1.x): a connection to one server.
 
 The SDK's sessions are anyio task groups, which must be entered and left by one task. So each
 connection is a small actor: one long-lived task on the app's event loop owns the transport and the
@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import IO, Any, TextIO, cast
@@ -31,14 +28,14 @@ from mcp.client.streamable_http import streamable_http_client
 
 from services.tools.base import ToolError
 from services.tools.mcp_config import McpServerConfig, McpUnavailable, guard_logs, scrub, secrets
+from services.tools.mcp_results import render_result
+from services.tools.mcp_stderr import stderr_file, stderr_tail, trim
 
 log = logging.getLogger(__name__)
 
 RETRY_FAILED_AFTER_S = 30.0  # a failed server is tried again on use after this long (or at once on `retry`)
 CLOSE_TIMEOUT_S = 6.0  # stdio: the SDK closes stdin, waits 2 s, then SIGTERM and SIGKILL the process group
 PING_TIMEOUT_S = 5.0
-STDERR_KEEP_BYTES = 256 * 1024  # a chatty server's stderr is cut back to this, not kept forever
-STDERR_SHOWN_CHARS = 300
 MAX_TOOLS = 1000
 
 Op = Callable[[ClientSession, "_Job"], Awaitable[Any]]
@@ -205,7 +202,7 @@ class McpConnection:
 
     async def _serve(self, link: _Link) -> None:
         """Own the transport and session for the link's lifetime: connect, list tools, run jobs until closed."""
-        with _stderr_file(bool(self.config.command)) as errlog:
+        with stderr_file(bool(self.config.command)) as errlog:
             connected, reason = False, None
             try:
                 async with AsyncExitStack() as stack:
@@ -264,7 +261,7 @@ class McpConnection:
             if not job.future.done():  # the session itself ended (shut down, or its transport failed)
                 why = "Lantern is shutting the server down" if link.closing else "the connection closed"
                 job.settle(error=ToolError(self._stopped_during_call(why)))
-            _trim(errlog)
+            trim(errlog)
 
     async def _open_transport(self, stack: AsyncExitStack, errlog: IO[bytes] | None) -> tuple[Any, Any]:
         """The read and write streams of a stdio process or a streamable-HTTP endpoint."""
@@ -347,36 +344,8 @@ class McpConnection:
             text = f"cannot reach the server ({type(exc).__name__}: {exc or 'no detail'})"
         else:
             text = f"{type(exc).__name__}: {exc}"
-        tail = _stderr_tail(errlog)
+        tail = stderr_tail(errlog)
         return self._clean(f"{text} (stderr: {tail})" if tail else text)
-
-
-def render_result(result: types.CallToolResult) -> tuple[str, bool]:
-    """A result as text: structured content as pretty JSON, text as is, media and resources described.
-
-    Servers send a structured result twice (as JSON text too), and FastMCP wraps a plain value as
-    {"result": value}: each is shown once, a plain value as its text.
-    """
-    structured = result.structuredContent
-    texts = [b.text for b in result.content if isinstance(b, types.TextContent)]
-    plain = structured["result"] if isinstance(structured, dict) and set(structured) == {"result"} else structured
-    parts = []
-    if structured is not None and not (_is_scalar(plain) and any(_same(t, plain) for t in texts)):
-        parts.append("```json\n" + json.dumps(structured, indent=2, ensure_ascii=False, default=str) + "\n```")
-    for block in result.content:
-        if isinstance(block, types.TextContent):
-            if structured is None or not (_same(block.text, structured) or (_same(block.text, plain)
-                                                                              and not _is_scalar(plain))):
-                parts.append(block.text)
-        elif isinstance(block, types.ImageContent | types.AudioContent):
-            parts.append(f"[{block.type} {block.mimeType}, about {len(block.data) * 3 // 4:,} bytes, not shown]")
-        elif isinstance(block, types.EmbeddedResource):
-            res = block.resource
-            parts.append(res.text if isinstance(res, types.TextResourceContents)
-                         else f"[resource {res.uri}, {res.mimeType or 'binary'}, not shown]")
-        elif isinstance(block, types.ResourceLink):
-            parts.append(f"[{block.name}]({block.uri})")
-    return "\n\n".join(p for p in parts if p), bool(result.isError)
 
 
 async def _list_tools(session: ClientSession) -> list[RemoteTool]:
@@ -402,47 +371,3 @@ async def _tell_cancelled(session: ClientSession, request_id: int) -> None:
             await session.send_notification(types.ClientNotification(notice))
         except Exception:  # the session closed meanwhile: nothing is running there any more
             log.debug("could not send the cancellation of request %s", request_id)
-
-
-def _same(text: str, value: Any) -> bool:
-    """Whether a text block only repeats `value` (as its JSON, or as the string itself)."""
-    if isinstance(value, str) and text.strip() == value.strip():
-        return True
-    try:
-        return bool(json.loads(text) == value)
-    except ValueError:
-        return False
-
-
-def _is_scalar(value: Any) -> bool:
-    """A value better shown as its text than as JSON."""
-    return isinstance(value, str | int | float | bool)
-
-
-@contextlib.contextmanager
-def _stderr_file(stdio: bool) -> Iterator[IO[bytes] | None]:
-    """A temporary file for a stdio server's stderr: kept out of our log, its end shown when the server fails."""
-    if not stdio:
-        yield None
-        return
-    with tempfile.TemporaryFile() as file:
-        yield file
-
-
-def _stderr_tail(errlog: IO[bytes] | None) -> str:
-    """The last lines the server wrote to stderr, in one line."""
-    if errlog is None or errlog.closed:
-        return ""
-    fd = errlog.fileno()
-    size = os.fstat(fd).st_size
-    data = os.pread(fd, 4096, max(0, size - 4096)).decode("utf-8", "replace")
-    lines = [line.strip() for line in data.splitlines() if line.strip()]
-    tail = " | ".join(lines[-3:])
-    return tail[-STDERR_SHOWN_CHARS:]
-
-
-def _trim(errlog: IO[bytes] | None) -> None:
-    """Cut a long-lived server's stderr file back to empty (the child shares its offset, so it writes from 0)."""
-    if errlog is not None and not errlog.closed and os.fstat(errlog.fileno()).st_size > STDERR_KEEP_BYTES:
-        os.ftruncate(errlog.fileno(), 0)
-        os.lseek(errlog.fileno(), 0, os.SEEK_SET)
