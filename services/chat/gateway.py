@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 from services.chat.reply import ReplyBody
@@ -28,7 +28,7 @@ from services.core.errors import (
 from services.core.events import Done, Error, Event, RunStatus, TextDelta, ToolCall, Usage
 from services.core.runs import RunManager
 from services.core.usage import UsageTally
-from services.providers.base import ChatMessage, ChatRequest, Provider, ToolSpec, tokens_for_chars
+from services.providers.base import ChatMessage, ChatRequest, Provider, tokens_for_chars
 from services.providers.fallback import FallbackChain
 from services.providers.registry import Registry
 from storage import conversations as conv_repo
@@ -43,19 +43,11 @@ DEFAULT_REPLY_TOKENS = 512
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class GatewayRequest:
-    """A client's chat request in Lantern's terms."""
+class GatewayRequest(ChatRequest):
+    """A client's chat request in Lantern's terms: `model` is `provider/model` or `chain/<name>`, and the reply
+    is cut at the client's `stop` sequences here (providers never see them)."""
 
-    model: str
-    messages: list[ChatMessage]
-    system: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    tools: tuple[ToolSpec, ...] = ()
-    response_schema: dict[str, Any] | None = None
-    schema_name: str = "response"
     stop: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)  # server-specific fields for OpenAI-compatible upstreams
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -117,10 +109,7 @@ class Gateway:
             raise BadField(f"{request.model} cannot call tools: leave out `tools` or pick a model that "
                            "supports them", "tools")
         messages = self._fit(request, window)
-        chat = ChatRequest(model=request.model.partition("/")[2], messages=messages, system=request.system,
-                           temperature=request.temperature, max_tokens=request.max_tokens, tools=request.tools,
-                           response_schema=request.response_schema, schema_name=request.schema_name,
-                           extra=dict(request.extra))
+        chat = replace(request, model=request.model.partition("/")[2], messages=messages, extra=dict(request.extra))
         provider = Upstream(request.model, upstream, stops=request.stop, prompt_chars=_chars(request))
         self.runs.admit(user_id)  # after validation, before anything is stored or sent
         if not record:
