@@ -59,7 +59,7 @@ class PgBus:
         self._listener: asyncio.Task[None] | None = None
         self._sender: psycopg.AsyncConnection[object] | None = None
         self._send_lock = asyncio.Lock()
-        self.listening = asyncio.Event()
+        self.listening = asyncio.Event()  # set while LISTEN is in place (cleared when the connection is lost)
 
     def subscribe(self, channel: str, handler: Handler) -> None:
         """Call `handler(payload)` for every notification on `channel` (subscribe before `start`)."""
@@ -123,8 +123,10 @@ class PgBus:
                             except Exception:  # one bad handler must not stop the bus
                                 log.exception("bus handler for %s failed", note.channel)
             except asyncio.CancelledError:
+                self.listening.clear()
                 raise
             except Exception as exc:
+                self.listening.clear()
                 log.warning("lost the database's notifications (%s); listening again", type(exc).__name__)
             await asyncio.sleep(RECONNECT_S[min(failures, len(RECONNECT_S) - 1)])
             failures += 1

@@ -18,10 +18,16 @@ def build_service_router(lantern: Lantern) -> APIRouter:
 
     @router.get("/health")
     async def health() -> JSONResponse:
-        """Liveness and database reachability."""
+        """Liveness and database reachability; as a replica, whether it hears the others (the bus)."""
         ok = await lantern.db.ping()
         body = {"status": "ok" if ok else "degraded", "version": __version__,
                 "database": "ok" if ok else "unreachable"}
+        replica = lantern.runs.replica
+        if replica is not None:  # deaf to the bus, it misses stops and steering asked elsewhere: take it out
+            hears = replica.bus.listening.is_set()
+            body["bus"] = "ok" if hears else "down"
+            ok = ok and hears
+            body["status"] = "ok" if ok else "degraded"
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @router.get("/api/models")

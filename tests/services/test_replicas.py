@@ -12,8 +12,12 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
 
+from app.api.service_routes import build_service_router
 from app.context import Lantern
 from app.settings import Settings
 from services.core.events import Done, TextDelta
@@ -134,6 +138,51 @@ async def test_a_run_on_a_is_stopped_from_b(pair: tuple[Lantern, Lantern]) -> No
     assert 0 < len("".join(e.delta for _, e in events if isinstance(e, TextDelta))) < len("word " * 400)
     assert took < 2.0, took  # stop is a notification, then the owner cancels (bench/replicas.py measures it)
     assert await b.runs.stop(run_id) is False  # not running any more
+
+
+async def health(lantern: Lantern) -> httpx.Response:
+    """`GET /health` of this replica, over HTTP in process."""
+    app = FastAPI()
+    app.include_router(build_service_router(lantern))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        return await client.get("/health")
+
+
+@needs_pg
+async def test_a_replica_that_lost_the_bus_listens_again_and_says_so_on_health(pair: tuple[Lantern, Lantern]) -> None:
+    """The server drops every LISTEN connection (a restart, a network cut): /health says `bus: down` while a replica
+    is deaf, both listen again on their own, and a stop asked through B reaches the run on A afterwards."""
+    a, b = pair
+    assert a.runs.replica is not None
+    first = await health(a)
+    assert first.status_code == 200 and first.json()["bus"] == "ok" and first.json()["status"] == "ok"
+
+    def drop_listeners(session: Any) -> int:
+        found = session.exec(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid()")).all()
+        return len(found)
+
+    assert b.runs.replica is not None
+    again = {a.runs.replica.name: asyncio.Event(), b.runs.replica.name: asyncio.Event()}
+    for replica in (a.runs.replica, b.runs.replica):
+
+        async def heard(event: asyncio.Event = again[replica.name]) -> None:
+            event.set()
+
+        replica.bus.on_reconnect.append(heard)
+    assert await a.db.call(drop_listeners) >= 2
+    async with asyncio.timeout(10):  # both noticed, and listened again (their followers re-read then)
+        await asyncio.gather(*(event.wait() for event in again.values()))
+    assert (await health(a)).json()["bus"] == "ok"
+    run_id = await start_slow(a)
+    follower = asyncio.create_task(collect(b, run_id))
+    await asyncio.sleep(0.3)
+    assert await b.runs.stop(run_id) is True
+    events = await asyncio.wait_for(follower, 5)
+    assert isinstance(events[-1][1], Done) and events[-1][1].status == "stopped"
+    await a.runs.replica.bus.close()  # deaf for good: the load balancer should take it out
+    deaf = await health(a)
+    assert deaf.status_code == 503 and deaf.json()["bus"] == "down" and deaf.json()["status"] == "degraded"
 
 
 @needs_pg
