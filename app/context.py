@@ -14,6 +14,7 @@ from services.core.recovery import recover_interrupted
 from services.core.replicas import Replica, ReplicaModeRefused
 from services.core.runs import RunManager
 from services.duet.service import DuetService, Limits
+from services.export.live import answer_exports
 from services.kinds import KINDS
 from services.pipelines.engine import PipelineService
 from services.providers.registry import Registry
@@ -62,6 +63,7 @@ class Lantern:
             replica.limits.share("runs", runs.admission)
             replica.limits.share("login", accounts.failures)
             replica.limits.share("login-address", accounts.failures_by_address)
+            answer_exports(replica)  # a live run exported through another replica gets its turns from here
         servers, problems = _mcp_settings(settings)
         mcp = McpServers(db, servers, problems=problems)
         tools = ToolCatalog(settings.data_dir, mcp, sql_sources=settings.sql_sources)

@@ -15,6 +15,7 @@ from app.auth import current_user_id
 from app.context import Lantern
 from services.core.errors import NotFound
 from services.export.formats import render
+from services.export.live import run_document
 from services.kinds import KINDS
 from storage import runs as run_repo
 from storage.models import Run
@@ -88,9 +89,7 @@ def build_run_router(lantern: Lantern) -> APIRouter:
     async def export(run_id: str, format: str = Query("json", pattern="^(json|md|pdf)$")) -> Response:
         """The run as a file: JSON (lossless), Markdown or PDF."""
         found = await owned(run_id)
-        exporter = KINDS.get(found.kind).exporter
-        return download(await render(exporter, exporter.document(found, active=lantern.runs.active.get(found.id)),
-                                     format))
+        return download(await render(KINDS.get(found.kind).exporter, await run_document(lantern.runs, found), format))
 
     return router
 

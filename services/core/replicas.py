@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 EVENTS = "lantern_run_events"  # payload: "run id:last stored seq", comma-separated
 STOP = "lantern_run_stop"  # payload: a run id
 ASK = "lantern_run_ask"  # payload: JSON {id, run, action, args}: a request for the replica driving the run
-ANSWER = "lantern_run_answer"  # payload: JSON {id, ok, value | error}: its answer
+ANSWER = "lantern_run_answer"  # payload: JSON {id, ok, value | error}: its answer, or {id, part, parts, text} pieces
+PIECE_CHARS = 3000  # a long answer travels in pieces of this much JSON text (escaped, it stays under MAX_PAYLOAD)
 ASK_TIMEOUT_S = 5.0
 LEASE_S = 10.0  # how long a run's owner may go silent before others call the run interrupted
 RENEW_S = 2.0  # how often the owner renews its leases and every replica looks for expired ones
@@ -73,6 +74,7 @@ class Replica:
         self._keeper: asyncio.Task[None] | None = None
         self._handlers: dict[str, Handler] = {}
         self._asked: dict[str, asyncio.Future[Any]] = {}
+        self._pieces: dict[str, dict[int, str]] = {}  # pieces of long answers received so far, by request id
         self.bus.subscribe(EVENTS, self._on_events)
         self.bus.subscribe(STOP, self._on_stop)
         self.bus.subscribe(ASK, self._on_ask)
@@ -132,6 +134,7 @@ class Replica:
             raise Conflict(f"Run {run_id} is not running on any replica that answers") from None
         finally:
             self._asked.pop(request_id, None)
+            self._pieces.pop(request_id, None)
 
     def waiter(self, run_id: str) -> asyncio.Event:
         """An event set whenever `run_id` has new events stored (release it with `forget`)."""
@@ -203,14 +206,28 @@ class Replica:
         except Exception:
             log.exception("answering %s failed", request_id)
             reply = {"id": request_id, "ok": False, "kind": "error", "error": "internal error; see the server log"}
-        await self.bus.notify(ANSWER, json.dumps(reply))
+        text = json.dumps(reply)
+        if len(text) <= PIECE_CHARS:
+            await self.bus.notify(ANSWER, text)
+            return
+        pieces = [text[i:i + PIECE_CHARS] for i in range(0, len(text), PIECE_CHARS)]
+        for index, piece in enumerate(pieces):  # one sending connection: they arrive in this order
+            await self.bus.notify(ANSWER, json.dumps({"id": request_id, "part": index, "parts": len(pieces),
+                                                      "text": piece}))
 
     def _on_answer(self, payload: str) -> None:
-        """Hand an answer to the request waiting for it here."""
+        """Hand an answer to the request waiting for it here (a long one once all its pieces are in)."""
         reply = json.loads(payload)
         answer = self._asked.get(reply.get("id"))
         if answer is None or answer.done():
             return
+        if "parts" in reply:
+            got = self._pieces.setdefault(reply["id"], {})
+            got[int(reply["part"])] = str(reply["text"])
+            if len(got) < int(reply["parts"]):
+                return
+            reply = json.loads("".join(got[i] for i in range(len(got))))
+            del self._pieces[reply["id"]]
         if reply.get("ok"):
             answer.set_result(reply.get("value"))
         else:

@@ -6,6 +6,7 @@ The end-to-end version (two real processes behind nginx, `kill -9`) is tests/e2e
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from app.api.service_routes import build_service_router
 from app.context import Lantern
 from app.settings import Settings
 from services.core.events import Done, TextDelta
-from services.core.replicas import SQLITE_REFUSAL, ReplicaModeRefused
+from services.core.replicas import PIECE_CHARS, SQLITE_REFUSAL, ReplicaModeRefused
 from storage import runs as run_repo
 from storage.engine import make_engine
 from storage.models import SQLModel, utcnow
@@ -285,3 +286,32 @@ async def test_a_duet_on_a_is_steered_from_b(pair: tuple[Lantern, Lantern]) -> N
     await b.runs.stop(run_id)
     with pytest.raises(Conflict):
         await b.duet.update_agent(user_id="local", run_id=run_id, index=0, changes={"temperature": 1.0})
+
+
+@needs_pg
+async def test_a_live_duet_exported_through_b_has_the_turns_a_is_writing(pair: tuple[Lantern, Lantern]) -> None:
+    """Behind a load balancer an export may reach the replica that does not drive the run: it gets the
+    document from the one that does (here longer than one notification carries), turns and partial turn included."""
+    from services.export.live import run_document
+
+    a, b = pair
+    agents = [{"name": "Ann", "model": "scripted/slow", "system_prompt": "Tabs"},
+              {"name": "Ben", "model": "scripted/slow", "system_prompt": "Spaces"}]
+    active = await a.duet.start(user_id="local", topic="Tabs or spaces", turns=4, agents=agents)
+    run_id = active.run.id
+    async with asyncio.timeout(20):  # until the first turn (400 words, ~8 s) is done and the second under way
+        while len(active.body.live_result()["turns"]) < 2:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.2)
+    stored = await b.db.call(run_repo.get_run, run_id=run_id)
+    assert stored is not None and stored.status == "running" and run_id not in b.runs.active
+    on_b = await run_document(b.runs, stored)
+    on_a = await run_document(a.runs, stored)
+    assert on_b["status"] == "running" and len(on_b["turns"]) >= 2, on_b["turns"]
+    assert on_b["turns"][0]["content"] == on_a["turns"][0]["content"] == "word " * 400
+    assert len(json.dumps(on_b)) > PIECE_CHARS  # it came in pieces
+    await b.runs.stop(run_id)
+    await a.runs.wait(run_id)
+    ended = await b.db.call(run_repo.get_run, run_id=run_id)
+    assert ended is not None
+    after = await run_document(b.runs, ended)  # ended: as stored, no question to A
+    assert after["status"] == "stopped" and after["turns"][0]["content"] == on_b["turns"][0]["content"]
