@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -135,7 +136,11 @@ async def shared_screens(data: Path, out: Path) -> None:
     subprocess.run([sys.executable, "-m", "app", "users", "add", "ada", "--admin", "--password-stdin"],
                    env={**env, "LANTERN_DATA_DIR": str(data)}, input="screenshot password\n", text=True,
                    check=True, capture_output=True, cwd=ROOT)
-    app = AppProcess(data, {"LANTERN_REQUIRE_LOGIN": "1"})
+    shop = data / "shop.db"  # a data source to show on Settings
+    with sqlite3.connect(shop) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, region TEXT, total REAL)")
+    app = AppProcess(data, {"LANTERN_REQUIRE_LOGIN": "1",
+                            "LANTERN_SQL_SOURCES": json.dumps({"shop": f"sqlite:///{shop}"})})
     app.wait_ready()
     try:
         async with async_playwright() as pw:
@@ -149,6 +154,10 @@ async def shared_screens(data: Path, out: Path) -> None:
             await page.get_by_label("Token name").fill("nightly report")
             await page.get_by_role("button", name="Create token").click()
             await page.get_by_role("button", name="Done").click()
+            await page.get_by_role("dialog").wait_for(state="detached")
+            await page.get_by_text(re.compile(r"^(ready|connected)")).first.wait_for()  # the data source's check
+            await page.mouse.move(0, 0)  # no tooltip in the picture
+            await asyncio.sleep(0.5)  # the dialog's fade-out
             await page.screenshot(path=str(out / "settings.png"), full_page=True)
             await browser.close()
     finally:
