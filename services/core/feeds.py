@@ -9,6 +9,7 @@ slices from the feed. A follower behind its feed's start reads the database itse
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from bisect import bisect_right
@@ -81,6 +82,14 @@ class Feeds:
     def refresh_all(self) -> None:
         """Read every feed again (notifications may have been lost)."""
         self.announced(list(self._feeds))
+
+    async def close(self) -> None:
+        """Stop a read in progress (the replica is shutting down)."""
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        self._feeds.clear()
 
     def sweep(self) -> None:
         """Drop feeds nobody follows any more."""

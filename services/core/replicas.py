@@ -96,6 +96,7 @@ class Replica:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keeper
         await self.limits.wait()
+        await self.feeds.close()
         await self.bus.close()
 
     @staticmethod
