@@ -315,3 +315,17 @@ async def test_a_live_duet_exported_through_b_has_the_turns_a_is_writing(pair: t
     assert ended is not None
     after = await run_document(b.runs, ended)  # ended: as stored, no question to A
     assert after["status"] == "stopped" and after["turns"][0]["content"] == on_b["turns"][0]["content"]
+
+
+@needs_pg
+async def test_a_follower_on_b_that_hears_no_announcements_still_gets_every_event(pair: tuple[Lantern, Lantern],
+                                                                                 monkeypatch: Any) -> None:
+    """Notifications can be lost (a dropped LISTEN connection): a follower then reads the database itself every
+    POLL_S, and still gets every event once, in order, up to the `done`."""
+    a, b = pair
+    assert b.runs.replica is not None
+    monkeypatch.setattr(b.runs.replica.feeds, "announced", lambda run_ids: [])  # B hears nothing any more
+    run_id = await start_slow(a)
+    on_a, on_b = await asyncio.gather(collect(a, run_id), collect(b, run_id))
+    assert [seq for seq, _ in on_b] == [seq for seq, _ in on_a] == list(range(1, len(on_a) + 1))
+    assert isinstance(on_b[-1][1], Done) and on_b[-1][1].status == "completed"
