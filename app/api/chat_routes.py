@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
+from app.api.responses import ChatReply, documented
 from app.api.schemas import ChatBody
 from app.api.sse import sse_response
 from app.auth import current_user_id
@@ -17,7 +18,7 @@ def build_chat_router(lantern: Lantern) -> APIRouter:
     """The chat routes, bound to this app's services."""
     router = APIRouter()
 
-    @router.post("/api/chat")
+    @router.post("/api/chat", response_model=None, responses=documented(ChatReply))
     async def chat(body: ChatBody) -> dict[str, Any]:
         """Send messages and wait for the whole reply."""
         start = await _start_chat(lantern, body)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Response
 
 from app.api.downloads import download
+from app.api.responses import ConversationOut, ConversationPage, documented
 from app.auth import current_user_id
 from app.context import Lantern
 from services.core.errors import NotFound
@@ -20,7 +21,7 @@ def build_conversation_router(lantern: Lantern) -> APIRouter:
     """The conversation routes, bound to this app's services."""
     router = APIRouter()
 
-    @router.get("/api/conversations")
+    @router.get("/api/conversations", response_model=None, responses=documented(ConversationPage))
     async def conversations(q: str = "", limit: int = Query(50, ge=1, le=500),
                             offset: int = Query(0, ge=0, le=2**31)) -> dict[str, Any]:  # beyond: a 500 from the driver
         """The user's conversations, newest first; `q` searches titles and messages."""
@@ -28,7 +29,7 @@ def build_conversation_router(lantern: Lantern) -> APIRouter:
                                              q=q, limit=limit, offset=offset)
         return {"items": items, "total": total}
 
-    @router.get("/api/conversations/{conversation_id}")
+    @router.get("/api/conversations/{conversation_id}", response_model=None, responses=documented(ConversationOut))
     async def conversation(conversation_id: str) -> dict[str, Any]:
         """A conversation with its messages in order."""
         found = await lantern.db.call(_conversation_with_messages, conversation_id=conversation_id,

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.downloads import download
 from app.api.errors import error_response
+from app.api.responses import AgentChanged, RunOut, RunPage, RunStarted, RunStopped, documented
 from app.api.schemas_runs import AgentPatch, DeliverablesCreate, PipelineCreate, RunCreate
 from app.api.sse import sse_response
 from app.auth import current_user_id
@@ -34,7 +35,7 @@ def build_run_router(lantern: Lantern) -> APIRouter:
             raise NotFound(f"No run {run_id}")
         return found
 
-    @router.post("/api/runs", status_code=201)
+    @router.post("/api/runs", status_code=201, response_model=None, responses=documented(RunStarted, 201))
     async def create(body: RunCreate) -> dict[str, Any]:
         """Start a run in the background; follow it with `/api/runs/{id}/events`."""
         if isinstance(body, DeliverablesCreate):
@@ -50,7 +51,7 @@ def build_run_router(lantern: Lantern) -> APIRouter:
                                               continue_from=body.continue_from)
         return {"run_id": active.run.id, "trace_id": active.run.trace_id, "status": "running"}
 
-    @router.get("/api/runs")
+    @router.get("/api/runs", response_model=None, responses=documented(RunPage))
     async def list_runs(kind: str | None = None, limit: int = Query(50, ge=1, le=500),
                         offset: int = Query(0, ge=0, le=2**31)) -> dict[str, Any]:  # beyond: a 500 from the driver
         """The user's runs, newest first."""
@@ -58,7 +59,7 @@ def build_run_router(lantern: Lantern) -> APIRouter:
                                      offset=offset)
         return {"items": [public(r) for r in runs]}
 
-    @router.get("/api/runs/{run_id}")
+    @router.get("/api/runs/{run_id}", response_model=None, responses=documented(RunOut))
     async def get(run_id: str) -> dict[str, Any]:
         """A run's status, config, timings, usage and result."""
         return public(await owned(run_id))
@@ -70,7 +71,7 @@ def build_run_router(lantern: Lantern) -> APIRouter:
         after = min(int(last_event_id), 2**31 - 1) if last_event_id and last_event_id.isdecimal() else 0  # seq is int32
         return sse_response(lantern.runs.follow(run_id, after=after))
 
-    @router.post("/api/runs/{run_id}/stop")
+    @router.post("/api/runs/{run_id}/stop", responses=documented(RunStopped))
     async def stop(run_id: str) -> Response:
         """Stop a running run at once; partial output is kept."""
         found = await owned(run_id)
@@ -78,7 +79,7 @@ def build_run_router(lantern: Lantern) -> APIRouter:
             return error_response(409, "not_running", f"Run {run_id} is {found.status}, not running")
         return JSONResponse({"status": "stopped"})
 
-    @router.patch("/api/runs/{run_id}/agents/{index}")
+    @router.patch("/api/runs/{run_id}/agents/{index}", response_model=None, responses=documented(AgentChanged))
     async def steer(run_id: str, index: int, body: AgentPatch) -> dict[str, Any]:
         """Change a duet bot from its next turn; the change is recorded in the transcript."""
         agent = await lantern.duet.update_agent(user_id=current_user_id(), run_id=run_id, index=index,

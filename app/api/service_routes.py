@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app import __version__
+from app.api.responses import Health, Models, documented
 from app.context import Lantern
 
 
@@ -16,7 +17,7 @@ def build_service_router(lantern: Lantern) -> APIRouter:
     """Health and the model list, bound to this app's services."""
     router = APIRouter()
 
-    @router.get("/health")
+    @router.get("/health", response_model=None, responses={**documented(Health), **documented(Health, 503)})
     async def health() -> JSONResponse:
         """Liveness and database reachability; as a replica, whether it hears the others (the bus)."""
         ok = await lantern.db.ping()
@@ -30,7 +31,7 @@ def build_service_router(lantern: Lantern) -> APIRouter:
             body["status"] = "ok" if ok else "degraded"
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @router.get("/api/models")
+    @router.get("/api/models", response_model=None, responses=documented(Models))
     async def models() -> dict[str, Any]:
         """Every model with availability and why not."""
         return {"default": lantern.registry.default_model,

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Response
 
+from app.api.responses import DeliverableWithVersions, Envelope, Modules, documented
 from app.api.schemas_runs import Amend, GenerateBody
 from app.auth import current_user_id
 from app.context import Lantern
@@ -18,14 +19,14 @@ def build_studio_router(lantern: Lantern) -> APIRouter:
     """The deliverables routes, bound to this app's services."""
     router = APIRouter()
 
-    @router.get("/api/deliverables/modules")
+    @router.get("/api/deliverables/modules", response_model=None, responses=documented(Modules))
     async def modules() -> dict[str, Any]:
         """Modules and the deliverable kinds each produces."""
         return {"modules": [{"id": name, "deliverables": [{"kind": k, "title": KINDS[k].title,
                                                            "platform": KINDS[k].platform} for k in kinds]}
                             for name, kinds in MODULES.items()]}
 
-    @router.post("/api/deliverables/generate")
+    @router.post("/api/deliverables/generate", response_model=None, responses=documented(Envelope))
     async def generate(body: GenerateBody) -> dict[str, Any]:
         """Generate a module's deliverables and return the envelope when done."""
         active = await lantern.studio.start(user_id=current_user_id(), module=body.module,
@@ -35,18 +36,21 @@ def build_studio_router(lantern: Lantern) -> APIRouter:
         assert run is not None
         return run.result
 
-    @router.get("/api/deliverables/{deliverable_id}")
+    @router.get("/api/deliverables/{deliverable_id}", response_model=None,
+                responses=documented(DeliverableWithVersions))
     async def get(deliverable_id: str) -> dict[str, Any]:
         """A deliverable with every version."""
         return await lantern.studio.get(user_id=current_user_id(), deliverable_id=deliverable_id)
 
-    @router.patch("/api/deliverables/{deliverable_id}")
+    @router.patch("/api/deliverables/{deliverable_id}", response_model=None,
+                   responses=documented(DeliverableWithVersions))
     async def amend(deliverable_id: str, body: Amend) -> dict[str, Any]:
         """Save an amended text as a new version."""
         return await lantern.studio.amend(user_id=current_user_id(), deliverable_id=deliverable_id,
                                           content=body.content_markdown)
 
-    @router.post("/api/deliverables/{deliverable_id}/approve")
+    @router.post("/api/deliverables/{deliverable_id}/approve", response_model=None,
+                 responses=documented(DeliverableWithVersions))
     async def approve(deliverable_id: str) -> dict[str, Any]:
         """Lock the latest version as approved."""
         return await lantern.studio.approve(user_id=current_user_id(), deliverable_id=deliverable_id)
