@@ -8,6 +8,7 @@ from nicegui import background_tasks, context, ui
 
 from app.auth import current_user_id
 from app.context import Lantern
+from app.pages.chat_sidebar import SidebarRows
 from app.pages.frame import frame
 from app.pages.run_page import follow
 from app.urls import url
@@ -70,8 +71,9 @@ class ChatPage:
         self.tool_names = list(await self.lantern.tools.available(current_user_id(), start=False))
         with frame("Tools" if self.with_tools else "Chat") as chrome:
             with chrome.drawer:
-                self.sidebar = ConversationList(load=self._list, load_one=self._one, rename=self._rename,
-                                                delete=self._delete, href=lambda i: url(f"/chat/{i}"),
+                rows = SidebarRows(self.lantern)
+                self.sidebar = ConversationList(load=rows.list, load_one=rows.one, rename=rows.rename,
+                                                delete=rows.delete, href=lambda i: url(f"/chat/{i}"),
                                                 current=self.conversation_id)
             await self.sidebar.refresh()
             if self.conversation_id and conv is None:
@@ -373,31 +375,6 @@ class ChatPage:
 
         assert view.body is not None
         follow(self.lantern, run_id, on_event, container=view.body, on_end=on_end, show_errors=False)
-
-    # ---- sidebar -------------------------------------------------------------------------------
-
-    async def _list(self, q: str) -> list[dict[str, Any]]:
-        """The sidebar's rows."""
-        items, _total = await self.lantern.db.call(conv_repo.list_conversations, user_id=current_user_id(),
-                                                   q=q, limit=100)
-        return items
-
-    async def _one(self, conversation_id: str) -> dict[str, Any] | None:
-        """One sidebar row, for a conversation just created."""
-        conv = await self.lantern.db.call(conv_repo.get_conversation, conversation_id=conversation_id,
-                                          user_id=current_user_id())
-        return {"id": conv.id, "title": conv.title} if conv is not None else None
-
-    async def _rename(self, conversation_id: str, title: str) -> None:
-        """Rename from the sidebar."""
-        await self.lantern.db.call(conv_repo.rename_conversation, conversation_id=conversation_id,
-                                   user_id=current_user_id(), title=title)
-
-    async def _delete(self, conversation_id: str) -> None:
-        """Delete from the sidebar (after its confirmation)."""
-        await self.lantern.db.call(conv_repo.delete_conversation, conversation_id=conversation_id,
-                                   user_id=current_user_id())
-        ui.notify("Conversation deleted.")
 
 
 def _clear(box: ui.textarea) -> None:
